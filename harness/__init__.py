@@ -1,0 +1,3 @@
+"""harness: honest baseline-vs-optimization benchmarks of ML training pipelines."""
+
+__version__ = "0.1.0"

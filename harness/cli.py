@@ -1,0 +1,309 @@
+"""The ``harness`` command: parse options, call one library function, print.
+
+This is the one error boundary: a :class:`~harness.errors.HarnessError` prints
+``Error: <message>`` (and a ``hint:`` line) on stderr and exits with its code;
+Ctrl-C exits 130; anything else is a bug and keeps its traceback. Heavy modules
+(torch, tensorflow, matplotlib, docker, ray) are imported inside the commands
+that need them, so ``harness --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from harness import __version__
+from harness.errors import HarnessError, UsageError
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def _fail(err: HarnessError) -> NoReturn:
+    message = " ".join(str(err).split("\n")[0].split()) if str(err) else type(err).__name__
+    click.echo(f"Error: {message}", err=True)
+    if err.hint:
+        click.echo(f"hint: {err.hint}", err=True)
+    sys.exit(err.exit_code)
+
+
+class HarnessGroup(click.Group):
+    """Click group that turns our errors into one line and Ctrl-C into exit 130."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HarnessError as err:
+            _fail(err)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+
+
+experiment_option = click.option(
+    "--experiment", "-e", "experiment_dir", type=click.Path(file_okay=False, path_type=Path),
+    help="Experiment folder (default: the one containing the current folder).",
+)
+
+
+def _experiment(experiment_dir: Path | None):
+    from harness.experiment import find_experiment
+
+    return find_experiment(experiment_dir)
+
+
+@click.group(cls=HarnessGroup, context_settings=CONTEXT_SETTINGS)
+@click.version_option(__version__, "-V", "--version", prog_name="harness")
+def cli() -> None:
+    """Does your optimization of a training pipeline really help? Measure it honestly.
+
+    harness scaffolds a competition folder, runs a baseline and an optimization
+    mode of the same training code in isolated containers while sampling CPU,
+    memory and GPU use inside them, and compares the runs with statistics.
+
+    \b
+    Typical session:
+      harness new birdclef_2023 --framework pytorch
+      cd experiments/kaggle_birdclef_2023
+      harness run baseline optimization      # 3 seeds each, interleaved
+      harness compare                        # verdict, tables, report.html
+    """
+
+
+# --------------------------------------------------------------------------- new
+@cli.command()
+@click.argument("name")
+@click.option("--framework", "-f", type=click.Choice(["pytorch", "tensorflow"]), default="pytorch",
+              show_default=True, help="Training framework of the generated code.")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("experiments"),
+              show_default=True, help="Folder that receives kaggle_<name>/.")
+@click.option("--force", is_flag=True, help="Replace an existing experiment folder of that name.")
+def new(name: str, framework: str, root: Path, force: bool) -> None:
+    """Scaffold a competition folder: working baseline and optimization code.
+
+    NAME is the competition, e.g. birdclef_2023 (lowercase letters, digits,
+    '_' and '-'); the folder is ROOT/kaggle_NAME. The generated code trains a
+    small BirdCLEF-style audio model on synthetic data until you put the real
+    Kaggle data in its data/ folder.
+
+    \b
+    Examples:
+      harness new birdclef_2023
+      harness new rsna-2024 --framework tensorflow --root ~/kaggle
+    """
+    from harness.scaffold import create_experiment
+
+    path = create_experiment(name=name, framework=framework, root=root, force=force)
+    click.echo(f"Created {path}")
+    click.echo(f"Next: cd {path} && harness run baseline optimization && harness compare")
+
+
+# --------------------------------------------------------------------------- run
+def _parse_seeds(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        seeds = [int(s) for s in value.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds must be comma-separated integers like 0,1,2 (got {value!r})") from None
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds must list distinct integers >= 0 (got {value!r})")
+    return seeds
+
+
+@cli.command()
+@click.argument("modes", nargs=-1)
+@experiment_option
+@click.option("--seeds", help="Comma-separated seeds, e.g. 0,1,2 (default: the config's seeds).")
+@click.option("--backend", type=click.Choice(["auto", "docker", "local"]), default="auto", show_default=True,
+              help="auto: Docker when an engine answers, else a local process.")
+@click.option("--gpus", help="all, none, a count (count:2) or device ids (0,2). Default: the config's.")
+@click.option("--cpus", type=float, help="CPU cores per run. Default: the config's.")
+@click.option("--memory", help="Memory limit per run, e.g. 8g. Default: the config's.")
+@click.option("--shm-size", help="Size of /dev/shm for DataLoader workers, e.g. 2g. Default: the config's.")
+@click.option("--network", type=click.Choice(["none", "bridge", "host"]),
+              help="Container network (default: the config's, normally none: Kaggle runs offline).")
+@click.option("--ipc", type=click.Choice(["private", "host"]), default="private", show_default=True,
+              help="IPC namespace; host shares the host's /dev/shm instead of --shm-size.")
+@click.option("--timeout", type=float, help="Seconds before a run is stopped and recorded as timeout.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and exit.")
+@click.option("--resume", "resume", is_flag=False, flag_value="latest", default=None, metavar="[PLAN]",
+              help="Continue a plan after a crash or Ctrl-C (default: the latest plan).")
+@click.option("--fail-fast", is_flag=True, help="Stop the plan at the first failed run.")
+@click.option("--parallel", is_flag=True, help="Run one container per free GPU (or disjoint cpusets on CPUs).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where runs execute: this machine, or a Ray cluster.")
+@click.option("--address", help="Ray cluster address for --executor ray (e.g. 10.0.0.5:6379).")
+@click.option("--rebuild", is_flag=True, help="Rebuild the experiment image even if it is up to date.")
+def run(modes: tuple[str, ...], experiment_dir: Path | None, seeds: str | None, backend: str,
+        gpus: str | None, cpus: float | None, memory: str | None, shm_size: str | None,
+        network: str | None, ipc: str, timeout: float | None, dry_run: bool, resume: str | None,
+        fail_fast: bool, parallel: bool, executor: str, address: str | None, rebuild: bool) -> None:
+    """Run modes of the experiment, each seed in its own container.
+
+    MODES are names from experiment_config.json (or 'all'). Each (mode, seed)
+    run writes results/<mode>/<run-id>/. Modes are interleaved per seed so that
+    drift of the machine hits both alike. Exit code 1 if any run failed.
+
+    \b
+    Examples:
+      harness run baseline                      # the config's seeds
+      harness run baseline optimization --seeds 0,1,2
+      harness run all --dry-run
+      harness run --resume                      # after a crash or Ctrl-C
+      harness run optimization --backend local --timeout 600
+    """
+    from harness.backends import RunOptions
+    from harness.plan import execute
+
+    if not modes and resume is None:
+        raise UsageError("name at least one mode (e.g. `harness run baseline`), 'all', or --resume")
+    options = RunOptions(backend=backend, gpus=gpus, cpus=cpus, memory=memory, shm_size=shm_size,
+                         network=network, ipc=ipc, timeout=timeout, rebuild=rebuild)
+    failed = execute(experiment=_experiment(experiment_dir), modes=list(modes), seeds=_parse_seeds(seeds),
+                     options=options, dry_run=dry_run, resume=resume, fail_fast=fail_fast,
+                     parallel=parallel, executor=executor, address=address, echo=click.echo)
+    if failed:
+        sys.exit(1)
+
+
+# --------------------------------------------------------------------------- compare
+@cli.command()
+@click.argument("experiments", nargs=-1, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--baseline", default="baseline", show_default=True, help="Mode compared against.")
+@click.option("--candidate", default="optimization", show_default=True, help="Mode under test.")
+@click.option("--runs", help="Comma-separated run ids to use (default: every completed run).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown", "latex"]), default="table",
+              show_default=True, help="What to print; the report files are written in every case.")
+@click.option("--noise-band", type=float, default=2.0, show_default=True,
+              help="Percent change treated as noise: inside it a significant change reads 'within noise'.")
+@click.option("--fail-if-slower", is_flag=True, help="Exit 1 when the candidate is significantly slower.")
+@click.option("--no-plots", is_flag=True, help="Skip the plots and HTML report (faster).")
+def compare(experiments: tuple[Path, ...], baseline: str, candidate: str, runs: str | None, fmt: str,
+            noise_band: float, fail_if_slower: bool, no_plots: bool) -> None:
+    """Compare two modes' runs: verdict, statistics, diagnosis, report.
+
+    With no EXPERIMENTS, compares the experiment you are in. With several,
+    prints one summary table across competitions.
+
+    \b
+    Writes results/comparison/: comparison.json, report.md, report.html, *.png
+    Examples:
+      harness compare
+      harness compare --format markdown > RESULTS.md
+      harness compare --fail-if-slower          # in CI
+      harness compare experiments/*
+    """
+    from harness.compare import compare_command
+
+    run_ids = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
+    exit_code = compare_command(experiments=list(experiments), baseline=baseline, candidate=candidate,
+                                run_ids=run_ids, fmt=fmt, noise_band=noise_band / 100.0,
+                                fail_if_slower=fail_if_slower, plots=not no_plots, echo=click.echo)
+    sys.exit(exit_code)
+
+
+# --------------------------------------------------------------------------- images
+@cli.command()
+@click.option("--framework", type=click.Choice(["pytorch", "tensorflow", "all"]), default="all",
+              show_default=True, help="Which framework image to build.")
+@click.option("--bootstrap", is_flag=True,
+              help="No registry? Make a Debian base image with Python from apt's sources (mmdebstrap).")
+@click.option("--base-image", help="Build on this image instead of the pinned default.")
+@click.option("--wheelhouse", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Install wheels (e.g. torch) from this local folder.")
+@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Trust this CA bundle during the build (a TLS-intercepting proxy).")
+@click.option("--build-network", type=click.Choice(["default", "host", "none"]), default="default",
+              show_default=True, help="Network the build's RUN steps use.")
+@click.option("--no-cache", is_flag=True, help="Ignore the build cache.")
+def build(framework: str, bootstrap: bool, base_image: str | None, wheelhouse: Path | None,
+          ca_bundle: Path | None, build_network: str, no_cache: bool) -> None:
+    """Build the framework images harness/pytorch and harness/tensorflow.
+
+    \b
+    Examples:
+      harness build
+      harness build --framework pytorch --base-image pytorch/pytorch:2.4.1-cuda12.1-cudnn9-runtime
+      # air-gapped host behind a TLS proxy:
+      harness build --bootstrap --wheelhouse /opt/wheels --ca-bundle /etc/ssl/certs/ca-certificates.crt \\
+                    --build-network host
+    """
+    from harness.images import build_framework_images
+
+    frameworks = ["pytorch", "tensorflow"] if framework == "all" else [framework]
+    tags = build_framework_images(frameworks=frameworks, bootstrap=bootstrap, base_image=base_image,
+                                  wheelhouse=wheelhouse, ca_bundle=ca_bundle, network=build_network,
+                                  no_cache=no_cache, echo=click.echo)
+    for tag in tags:
+        click.echo(f"Built {tag}")
+
+
+@cli.command()
+@experiment_option
+@click.option("--rebuild", is_flag=True, help="Rebuild even if the image is up to date.")
+def setup(experiment_dir: Path | None, rebuild: bool) -> None:
+    """Build the experiment image harness-<competition>:<hash> (requirements and code).
+
+    `harness run` does this by itself when the image is missing or stale.
+    """
+    from harness.images import ensure_experiment_image
+
+    tag = ensure_experiment_image(_experiment(experiment_dir), rebuild=rebuild, echo=click.echo)
+    click.echo(f"Image {tag} is ready")
+
+
+# --------------------------------------------------------------------------- check / ps / clean
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+def check(as_json: bool) -> None:
+    """Check the environment: Docker, GPU runtime, GPUs, disk, cgroups, images, Python packages.
+
+    Exits 1 when something required is missing, and says how to fix each.
+    """
+    from harness.check import print_checks, run_checks
+
+    results = run_checks()
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        print_checks(results)
+    if any(r.required and not r.ok for r in results):
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--all", "show_all", is_flag=True, help="Show exited containers too.")
+def ps(show_all: bool) -> None:
+    """List running (and with --all, leftover) harness containers."""
+    from harness.backends.docker import list_containers, print_containers
+
+    print_containers(list_containers(include_stopped=True if show_all else False), echo=click.echo)
+
+
+@cli.command()
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def clean(yes: bool) -> None:
+    """Remove leftover harness containers (by label; nothing else is touched)."""
+    from harness.backends.docker import clean_containers, list_containers
+
+    leftovers = [c for c in list_containers(include_stopped=True) if c.status != "running"]
+    if not leftovers:
+        click.echo("No leftover harness containers.")
+        return
+    if not yes:
+        click.confirm(f"Remove {len(leftovers)} leftover harness container(s)?", abort=True)
+    removed = clean_containers(leftovers)
+    click.echo(f"Removed {removed} container(s).")
+
+
+def main() -> None:
+    """Entry point of the ``harness`` console script."""
+    cli(prog_name="harness")
+
+
+if __name__ == "__main__":
+    main()

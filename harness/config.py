@@ -1,0 +1,255 @@
+"""The experiment's ``experiment_config.json``: one validated model, one loader.
+
+Validation errors name the field, e.g.
+``experiment_config.json: resources.cpus: must be > 0 (got -1)``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from harness.errors import ConfigError
+
+CONFIG_FILENAME = "experiment_config.json"
+SCHEMA_VERSION = 1
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)?\s*$", re.IGNORECASE)
+_MODE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+
+
+def parse_size(value: str | int) -> int:
+    """Parse a Docker-style size ("512m", "8g", "1.5GiB", 1048576) into bytes.
+
+    Raises:
+        ValueError: when the text is not a size.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"not a size: {value!r}")
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError(f"must be > 0 (got {value})")
+        return value
+    match = _SIZE_RE.match(str(value))
+    if not match:
+        raise ValueError(f"not a size like 512m or 8g (got {value!r})")
+    number = float(match.group(1))
+    unit = match.group(2).lower()
+    factor = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}[unit]
+    size = int(number * factor)
+    if size <= 0:
+        raise ValueError(f"must be > 0 (got {value!r})")
+    return size
+
+
+def parse_gpus(value: str | int | None) -> str:
+    """Normalise a GPU request: "none", "all", a count ("2"), or device ids ("0,2")."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        raise ValueError(f"not a GPU request: {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"must be >= 0 (got {value})")
+        return "none" if value == 0 else f"count:{value}"
+    text = str(value).strip().lower()
+    if text in ("", "none", "0"):
+        return "none"
+    if text == "all":
+        return "all"
+    if text.startswith("count:") and text[6:].isdigit():
+        return text
+    parts = [p.strip() for p in text.split(",")]
+    if all(p and (p.isdigit() or p.startswith("gpu-")) for p in parts):
+        return ",".join(parts)
+    raise ValueError(f"must be 'all', 'none', a count like 'count:2', or device ids like '0,2' (got {value!r})")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Resources(_Model):
+    """Limits applied to each run's container (ignored by the local backend, except gpus)."""
+
+    cpus: float | None = Field(None, description="CPU cores the container may use (None: no limit).")
+    memory: str | None = Field("8g", description="Memory limit, Docker style: 512m, 8g (None: no limit).")
+    gpus: str = Field("none", description="'none', 'all', 'count:N' or device ids '0,2'.")
+    shm_size: str = Field("2g", description="Size of /dev/shm; DataLoader workers pass batches through it.")
+
+    @field_validator("cpus")
+    @classmethod
+    def _cpus_positive(cls, v: float | None) -> float | None:
+        if v is not None and v <= 0:
+            raise ValueError(f"must be > 0 (got {v:g})")
+        return v
+
+    @field_validator("memory", "shm_size")
+    @classmethod
+    def _size(cls, v: str | None) -> str | None:
+        if v is not None:
+            parse_size(v)
+        return v
+
+    @field_validator("gpus", mode="before")
+    @classmethod
+    def _gpus(cls, v: Any) -> str:
+        return parse_gpus(v)
+
+
+class ExperimentConfig(_Model):
+    """Everything harness needs to know about one competition's experiment."""
+
+    schema_version: int = Field(SCHEMA_VERSION, description="Version of this file's format.")
+    competition: str = Field(..., description="Competition name, e.g. birdclef_2023.")
+    kaggle_slug: str = Field(..., description="The competition's slug on Kaggle, e.g. birdclef-2023.")
+    framework: Literal["pytorch", "tensorflow"] = Field(..., description="Training framework.")
+    modes: dict[str, str] = Field(
+        default_factory=lambda: {"baseline": "baseline.py", "optimization": "optimization.py"},
+        description="Mode name to the script that runs it, relative to the experiment folder.",
+    )
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], description="Seeds each mode runs with.")
+    epochs: int = Field(2, description="Training epochs per run.")
+    batch_size: int = Field(32, description="Batch size.")
+    data_dir: str = Field("data", description="Folder with the competition's data, relative to the experiment.")
+    resources: Resources = Field(default_factory=Resources, description="Container limits.")
+    sampling_interval: float = Field(1.0, description="Seconds between resource samples.")
+    network: Literal["none", "bridge", "host"] = Field("none", description="Container network.")
+    timeout: float | None = Field(None, description="Seconds before a run is stopped (None: no limit).")
+    base_image: str | None = Field(None, description="Framework image to build on (default: harness/<framework>).")
+    parameters: dict[str, Any] = Field(default_factory=dict, description="Free-form values passed to the scripts.")
+
+    @field_validator("schema_version")
+    @classmethod
+    def _version(cls, v: int) -> int:
+        if v > SCHEMA_VERSION:
+            raise ValueError(f"is {v}, newer than this harness understands ({SCHEMA_VERSION}); upgrade harness")
+        if v < 1:
+            raise ValueError(f"must be >= 1 (got {v})")
+        return v
+
+    @field_validator("competition")
+    @classmethod
+    def _competition(cls, v: str) -> str:
+        if not _MODE_RE.match(v):
+            raise ValueError(f"must be lowercase letters, digits, '_' or '-' (got {v!r})")
+        return v
+
+    @field_validator("modes")
+    @classmethod
+    def _modes(cls, v: dict[str, str]) -> dict[str, str]:
+        if not v:
+            raise ValueError("must name at least one mode")
+        for name, script in v.items():
+            if not _MODE_RE.match(name) or name in ("all", "plans", "comparison"):
+                raise ValueError(f"{name!r} is not a usable mode name")
+            if not script.endswith(".py") or Path(script).is_absolute() or ".." in Path(script).parts:
+                raise ValueError(f"{name}: script must be a .py file inside the experiment (got {script!r})")
+        return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, v: list[int]) -> list[int]:
+        if not v:
+            raise ValueError("must list at least one seed")
+        if len(set(v)) != len(v):
+            raise ValueError(f"must not repeat a seed (got {v})")
+        if any(s < 0 for s in v):
+            raise ValueError(f"must be >= 0 (got {v})")
+        return v
+
+    @field_validator("epochs", "batch_size")
+    @classmethod
+    def _positive_int(cls, v: int) -> int:
+        if v <= 0:
+            raise ValueError(f"must be > 0 (got {v})")
+        return v
+
+    @field_validator("sampling_interval")
+    @classmethod
+    def _interval(cls, v: float) -> float:
+        if not 0.01 <= v <= 60:
+            raise ValueError(f"must be between 0.01 and 60 seconds (got {v:g})")
+        return v
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, v: float | None) -> float | None:
+        if v is not None and v <= 0:
+            raise ValueError(f"must be > 0 (got {v:g})")
+        return v
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir(cls, v: str) -> str:
+        if not v or Path(v).is_absolute() or ".." in Path(v).parts:
+            raise ValueError(f"must be a folder inside the experiment (got {v!r})")
+        return v
+
+    @model_validator(mode="after")
+    def _has_baseline_like(self) -> "ExperimentConfig":
+        return self
+
+
+def _format_validation_error(err: ValidationError, filename: str) -> list[str]:
+    problems = []
+    for item in err.errors():
+        loc = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        msg = item["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if item["type"] == "extra_forbidden":
+            msg = "unknown field; remove it or check its spelling"
+        elif item["type"] == "missing":
+            msg = "is required"
+        elif item["type"] in ("int_parsing", "float_parsing", "int_type", "float_type", "string_type",
+                              "bool_type", "dict_type", "list_type", "literal_error", "int_from_float"):
+            msg = f"{msg} (got {item.get('input')!r})"
+        problems.append(f"{filename}: {loc}: {msg}")
+    return problems
+
+
+def parse_config(data: Any, filename: str = CONFIG_FILENAME) -> ExperimentConfig:
+    """Validate already-parsed JSON.
+
+    Raises:
+        ConfigError: listing every bad field as ``file: field.path: message``.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{filename}: must hold a JSON object, not {type(data).__name__}",
+                          hint="start from the file `harness new` writes")
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as e:
+        problems = _format_validation_error(e, filename)
+        message = problems[0] if len(problems) == 1 else f"{problems[0]} (and {len(problems) - 1} more)"
+        raise ConfigError(message, problems=problems) from e
+
+
+def load_config(path: Path) -> ExperimentConfig:
+    """Read and validate ``experiment_config.json``.
+
+    Raises:
+        ConfigError: when the file is missing, unreadable, not JSON, or invalid.
+    """
+    name = path.name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: not found", hint="run `harness new NAME` to create an experiment") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot be read ({e.__class__.__name__})") from e
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{name}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from e
+    return parse_config(data, name)
+
+
+def config_to_json(config: ExperimentConfig) -> str:
+    """Serialise a config the way ``harness new`` writes it."""
+    return json.dumps(config.model_dump(mode="json"), indent=2) + "\n"
