@@ -55,7 +55,7 @@ def _experiment(experiment_dir: Path | None):
     return find_experiment(experiment_dir)
 
 
-@click.group(cls=HarnessGroup, context_settings=CONTEXT_SETTINGS)
+@click.group("harness", cls=HarnessGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "-V", "--version", prog_name="harness")
 def cli() -> None:
     """Does your optimization of a training pipeline really help? Measure it honestly.
@@ -157,13 +157,16 @@ def run(modes: tuple[str, ...], experiment_dir: Path | None, seeds: str | None, 
       harness run optimization --backend local --timeout 600
     """
     from harness.backends import RunOptions
-    from harness.plan import execute
 
+    experiment = _experiment(experiment_dir)
+    seed_list = _parse_seeds(seeds)
     if not modes and resume is None:
         raise UsageError("name at least one mode (e.g. `harness run baseline`), 'all', or --resume")
     options = RunOptions(backend=backend, gpus=gpus, cpus=cpus, memory=memory, shm_size=shm_size,
                          network=network, ipc=ipc, timeout=timeout, rebuild=rebuild)
-    failed = execute(experiment=_experiment(experiment_dir), modes=list(modes), seeds=_parse_seeds(seeds),
+    from harness.plan import execute
+
+    failed = execute(experiment=experiment, modes=list(modes), seeds=seed_list,
                      options=options, dry_run=dry_run, resume=resume, fail_fast=fail_fast,
                      parallel=parallel, executor=executor, address=address, echo=click.echo)
     if failed:
