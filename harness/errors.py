@@ -94,6 +94,10 @@ class PlanError(HarnessError):
     """Raised when a plan cannot be made, found or resumed."""
 
 
+class OptimizerError(HarnessError):
+    """Raised when a PipelineOptimizer is misused (applied twice, a patch target missing) or cannot restore."""
+
+
 class MissingDependencyError(HarnessError):
     """Raised when an optional dependency (ray, tensorflow, torch) is needed but not installed."""
 

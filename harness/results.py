@@ -178,6 +178,17 @@ def load_run(path: Path) -> RunResult:
     raise ResultsError(results_path, "not found (and no events.jsonl to rebuild it from)")
 
 
+def rebuild_from_events(run_dir: Path) -> dict[str, Any]:
+    """A run's results document rebuilt from its ``events.jsonl`` (nothing is written).
+
+    Raises:
+        ResultsError: when events.jsonl is missing or holds no record.
+    """
+    from harness.results_build import rebuild_from_events as rebuild
+
+    return rebuild(Path(run_dir))
+
+
 @dataclass
 class RunScan:
     """What :func:`list_runs` found: the runs it could load, and the files it had to skip."""

@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
@@ -87,3 +87,81 @@ def make_experiment(tmp_path: Path) -> Callable[..., Path]:
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+# --------------------------------------------------------------------------- containers (Docker engineer)
+WHEELHOUSE = Path(os.environ.get("HARNESS_TEST_WHEELHOUSE", "/opt/wheels"))
+CA_BUNDLE = Path(os.environ.get("HARNESS_TEST_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt"))
+
+
+def build_test_framework_image(framework: str) -> str:
+    """Build (or find cached) harness/<framework>:<version> the way CI does: bootstrap base, local wheels.
+
+    The first build of a session takes minutes; with nothing changed it is a cache hit in seconds.
+    """
+    from harness.images import build_framework_images
+
+    (tag,) = build_framework_images(
+        frameworks=[framework], bootstrap=True,
+        wheelhouse=WHEELHOUSE if WHEELHOUSE.is_dir() else None,
+        ca_bundle=CA_BUNDLE if CA_BUNDLE.is_file() else None,
+        network="host", echo=lambda _: None)
+    return tag
+
+
+@pytest.fixture(scope="session")
+def pytorch_image() -> str:
+    """The PyTorch framework image, built once per test session."""
+    return build_test_framework_image("pytorch")
+
+
+@pytest.fixture(scope="session")
+def tensorflow_image() -> str:
+    """The TensorFlow framework image, built once per test session."""
+    return build_test_framework_image("tensorflow")
+
+
+def write_tiny_experiment(path: Path, scripts: dict[str, str], *, name: str = "tiny",
+                          framework: str = "pytorch", **config: object) -> Path:
+    """A hand-made experiment folder: experiment_config.json plus small mode scripts (source text)."""
+    from harness.config import ExperimentConfig, config_to_json
+
+    path.mkdir(parents=True, exist_ok=True)
+    cfg = ExperimentConfig(competition=name, kaggle_slug=name, framework=framework, seeds=[0],
+                           modes={mode: f"{mode}.py" for mode in scripts}, sampling_interval=0.25, **config)
+    (path / "experiment_config.json").write_text(config_to_json(cfg))
+    for mode, source in scripts.items():
+        (path / f"{mode}.py").write_text(source)
+    return path
+
+
+@pytest.fixture
+def tiny_experiment(tmp_path: Path) -> Iterator[Callable[..., "Experiment"]]:
+    """Factory: ``tiny_experiment({"baseline": "print('hi')"}, name=..., **config) -> Experiment``."""
+    from harness.experiment import Experiment, load_experiment
+
+    names: list[str] = []
+
+    def factory(scripts: dict[str, str], *, name: str = "tiny", **config: object) -> Experiment:
+        names.append(name)
+        return load_experiment(write_tiny_experiment(tmp_path / f"exp_{name}", scripts, name=name, **config))
+
+    yield factory
+    _remove_experiment_images(names)
+
+
+def _remove_experiment_images(names: list[str]) -> None:
+    """Experiment images that tests built (harness-<name>:<hash>) go when the test ends."""
+    if not names or not _engine_answers():
+        return
+    import docker
+
+    client = docker.from_env()
+    for name in set(names):
+        for image in client.images.list(filters={"label": f"harness.experiment={name}"}):
+            for tag in image.tags:
+                try:
+                    client.images.remove(tag, force=True)
+                except docker.errors.APIError:
+                    pass  # in use by a container another test still holds: harmless
+    client.close()

@@ -1,0 +1,90 @@
+"""How fast and how lean is ``harness compare`` on big runs?
+
+2 modes x 5 seeds x 200,000 batches (each run's results.json also holds a loss and an accuracy
+per batch, as seed 004's monitor logs them: ~5 arrays of 200,000 entries, ~25 MB a file).
+Prints, each measured in a fresh child process so peak memory is that of the measured work:
+
+* reference: ``json.load`` of the 10 files and nothing else (the floor any JSON reader pays);
+* compare, cold:   ``compare_experiment`` (load, reduce, test, diagnose), no cache yet;
+* compare, cached: the same again, reading the reduced runs from results/comparison/.cache;
+  targets: <= 2 s, <= 500 MB;
+* reports:   ``compare_command --no-plots`` (adds comparison.json / report.md / report.html), cached;
+* plots:     ``compare_command`` with plots, cached.
+
+Usage: python benchmarks/compare_scale.py [--batches 200000] [--seeds 5] [--dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+
+CHILD = r"""
+import json, resource, sys, time
+from pathlib import Path
+what, exp = sys.argv[1], Path(sys.argv[2])
+t0 = time.perf_counter()
+if what == "reference":
+    for path in sorted(exp.glob("results/*/*/results.json")):
+        with open(path, encoding="utf-8") as f:
+            json.load(f)
+elif what == "compare":
+    from harness.compare import compare_experiment
+    comp = compare_experiment(exp)
+    assert comp.headline is not None
+else:
+    from harness.compare import compare_command
+    compare_command(experiments=[exp], fmt="table", plots=(what == "plots"), echo=lambda *a, **k: None)
+elapsed = time.perf_counter() - t0
+print(json.dumps({"seconds": elapsed, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def measure(what: str, exp: Path) -> dict[str, float]:
+    out = subprocess.run([sys.executable, "-c", CHILD, what, str(exp)], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=200_000)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--dir", type=Path, help="where to write the experiment (default: a temp folder)")
+    args = parser.parse_args()
+
+    from fixtures.results.synth import write_experiment
+
+    with tempfile.TemporaryDirectory() as tmp:
+        exp = (args.dir or Path(tmp)) / "scale"
+        t0 = time.perf_counter()
+        if not (exp / "results").exists():
+            write_experiment(exp, seeds=list(range(args.seeds)), compact=True, modes={
+                "baseline": {"n_batches": args.batches, "step": 0.05},
+                "optimization": {"n_batches": args.batches, "step": 0.045}})
+        size = sum(p.stat().st_size for p in exp.glob("results/*/*/results.json")) / 1e6
+        print(f"data: 2 modes x {args.seeds} seeds x {args.batches} batches, {size:.0f} MB of results.json "
+              f"(written in {time.perf_counter() - t0:.1f} s)")
+        ref = measure("reference", exp)
+        print(f"reference json.load only: {ref['seconds']:.2f} s, peak {ref['peak_mb']:.0f} MB")
+        import shutil
+
+        shutil.rmtree(exp / "results" / "comparison", ignore_errors=True)
+        for what, label in (("compare", "compare_experiment, cold"), ("compare", "compare_experiment, cached"),
+                            ("reports", "compare --no-plots"), ("plots", "compare with plots")):
+            r = measure(what, exp)
+            print(f"{label:<28} {r['seconds']:.2f} s ({r['seconds'] / ref['seconds']:.2f}x reference), "
+                  f"peak {r['peak_mb']:.0f} MB ({r['peak_mb'] / ref['peak_mb']:.2f}x reference)")
+        print("targets for compare_experiment: <= 2 s, <= 500 MB (cold runs are bound by the JSON parse: "
+              "see the reference)")
+
+
+if __name__ == "__main__":
+    main()

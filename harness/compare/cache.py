@@ -1,0 +1,92 @@
+"""A cache of reduced runs, so the second ``harness compare`` of big runs skips the JSON parse.
+
+Parsing JSON is most of compare's cost on long runs (a 200,000-batch results.json takes ~0.5 s
+of ``json.load`` alone). A completed run never changes, so its reduction is kept in
+``results/comparison/.cache/<mode>/<run_id>.npz``, keyed by the results file's size and mtime
+and by this module's version; any mismatch, or an unreadable cache file, means: read the JSON
+again. The cache is numpy arrays plus a JSON string, loaded with ``allow_pickle=False``: results
+folders get shared, and a cache must not be a way to run code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from harness.compare import stats
+
+if TYPE_CHECKING:
+    from harness.compare.analysis import RunData
+
+CACHE_VERSION = 2
+ARRAYS = ("batch_index", "step_times", "batch_dt", "data_wait", "batch_sizes", "losses", "accuracies")
+META = ("run_id", "mode", "seed", "started_at", "backend", "image", "node", "environment", "config",
+        "experiment_name", "values", "resource_usage", "custom_metrics", "summary", "rebuilt")
+
+
+def cache_file(experiment_dir: Path, mode: str, run_dir: Path) -> Path:
+    return Path(experiment_dir) / "results" / "comparison" / ".cache" / mode / f"{run_dir.name}.npz"
+
+
+def _key(results_json: Path) -> list[int] | None:
+    try:
+        st = results_json.stat()
+    except OSError:
+        return None
+    return [CACHE_VERSION, st.st_size, st.st_mtime_ns]
+
+
+def load_cached(experiment_dir: Path, mode: str, run_dir: Path) -> RunData | None:
+    """The cached reduction of ``run_dir``, or None when there is none or it is stale."""
+    from harness.compare.analysis import RunData
+
+    path = cache_file(experiment_dir, mode, run_dir)
+    key = _key(run_dir / "results.json")
+    if key is None or not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            meta = json.loads(str(npz["meta"]))
+            if meta.get("key") != key:
+                return None
+            arrays = {name: npz[name] for name in ARRAYS}
+        steps = stats.StepStats(**meta["steps"]) if meta.get("steps") else None
+        fields: dict[str, Any] = {name: meta[name] for name in META}
+        return RunData(path=run_dir, steps=steps, **fields, **arrays)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # corrupt or from another version: fall back to the JSON
+
+
+def store(experiment_dir: Path, run: RunData) -> None:
+    """Cache a completed run's reduction; failures are ignored (the cache is only an optimisation)."""
+    key = _key(run.path / "results.json")
+    if key is None or run.rebuilt:
+        return
+    path = cache_file(experiment_dir, run.mode, run.path)
+    meta = {name: getattr(run, name) for name in META}
+    meta["steps"] = run.steps.to_dict() if run.steps else None
+    meta["key"] = key
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, meta=np.array(json.dumps(meta, default=_plain)), **{n: getattr(run, n) for n in ARRAYS})
+        os.replace(tmp, path)
+    except (OSError, TypeError, ValueError):
+        try:
+            os.unlink(tmp)
+        except (OSError, UnboundLocalError):
+            pass
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

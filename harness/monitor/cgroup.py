@@ -1,0 +1,488 @@
+"""CPU, memory and pressure of the cgroup this process is in (v1, v2 and hybrid hosts).
+
+The cgroup is found through ``/proc/self/cgroup`` and the mount table, never an assumed
+path: the path in ``/proc/self/cgroup`` is translated against the mount's root in
+``/proc/self/mountinfo`` (they differ inside containers without a cgroup namespace, and
+inside one the path is ``/``). Limits are the tightest along the walk up to the mount
+point; ``max``, ``-1`` and values of 2^60 or more mean unlimited. Missing files (a child
+cgroup without the memory controller, an old kernel without PSI) make that one figure
+absent, never an error.
+
+Every file is opened once and re-read with ``pread`` on each sample: no path lookups, no
+subprocesses. ``root`` lets tests point the whole reader at a recorded tree.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+UNLIMITED_THRESHOLD = 1 << 60
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One cgroup line of ``/proc/self/mountinfo``."""
+
+    root: str  # the cgroup path that is mounted at mount_point
+    mount_point: str
+    fstype: str  # cgroup | cgroup2
+    controllers: frozenset[str]
+
+
+def parse_proc_cgroup(text: str) -> dict[str, str]:
+    """``/proc/self/cgroup`` as ``{controller: path}``; the v2 entry is keyed ``""``.
+
+    ``name=systemd`` hierarchies keep their name; v1 lines list several controllers
+    (``4:cpu,cpuacct:/docker/abc``), each gets the path.
+    """
+    paths: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.strip().split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":
+            paths[""] = path
+        else:
+            for controller in controllers.split(","):
+                paths[controller] = path
+    return paths
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as octal.
+    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+
+
+def parse_mountinfo(text: str) -> list[Mount]:
+    """The cgroup and cgroup2 mounts of a ``/proc/self/mountinfo``."""
+    mounts: list[Mount] = []
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        fields = left.split()
+        tail = right.split()
+        if len(fields) < 5 or len(tail) < 3 or tail[0] not in ("cgroup", "cgroup2"):
+            continue
+        options = set(tail[2].split(","))
+        if tail[0] == "cgroup2":
+            controllers: frozenset[str] = frozenset()
+        else:
+            # super options hold the controllers (and rw, name=... for named hierarchies)
+            controllers = frozenset(o for o in options if o not in ("rw", "ro") and "=" not in o) | \
+                frozenset(o for o in options if o.startswith("name="))
+        mounts.append(Mount(root=_unescape(fields[3]), mount_point=_unescape(fields[4]),
+                            fstype=tail[0], controllers=controllers))
+    return mounts
+
+
+def translate(cgroup_path: str, mount: Mount, root: str = "/") -> list[str]:
+    """Directories from the process's cgroup up to the mount point, leaf first.
+
+    The mount shows ``mount.root`` at ``mount.mount_point``; the process's path is relative
+    to the hierarchy (or to its cgroup namespace). When the path does not start with the
+    mount root (a cgroup namespace, or a process moved after the mount) the mount point
+    itself is the best guess, as automaxprocs and the JVM do.
+    """
+    mount_root = mount.root.rstrip("/") or "/"
+    path = cgroup_path.rstrip("/") or "/"
+    if mount_root == "/":
+        rel = path
+    elif path == mount_root or path.startswith(mount_root + "/"):
+        rel = path[len(mount_root):] or "/"
+    else:
+        rel = "/"
+    top = os.path.join(root, mount.mount_point.lstrip("/"))
+    leaf = os.path.normpath(os.path.join(top, rel.lstrip("/"))) if rel != "/" else top
+    if not leaf.startswith(top) or not os.path.isdir(leaf):
+        leaf = top
+    dirs = [leaf]
+    while dirs[-1] != top and len(dirs[-1]) > len(top):
+        dirs.append(os.path.dirname(dirs[-1]))
+    return dirs
+
+
+@dataclass
+class CgroupPaths:
+    """Where each controller's files are: directories leaf first (walked up for limits)."""
+
+    version: int | None  # 1, 2, or None when no cgroup filesystem is mounted
+    cpu: list[str] = field(default_factory=list)
+    cpuacct: list[str] = field(default_factory=list)
+    cpuset: list[str] = field(default_factory=list)
+    memory: list[str] = field(default_factory=list)
+    unified: list[str] = field(default_factory=list)  # v2 dirs (also the PSI source on hybrid hosts)
+    hybrid: bool = False
+
+
+def discover(root: str = "/", pid: str = "self") -> CgroupPaths:
+    """Find this process's cgroup directories from ``/proc/<pid>/cgroup`` and ``mountinfo``."""
+    try:
+        with open(os.path.join(root, f"proc/{pid}/cgroup")) as f:
+            proc = parse_proc_cgroup(f.read())
+        with open(os.path.join(root, f"proc/{pid}/mountinfo")) as f:
+            mounts = parse_mountinfo(f.read())
+    except OSError:
+        return CgroupPaths(version=None)
+    v1 = [m for m in mounts if m.fstype == "cgroup"]
+    v2 = [m for m in mounts if m.fstype == "cgroup2"]
+    paths = CgroupPaths(version=None)
+
+    def v1_dirs(controller: str) -> list[str]:
+        if controller not in proc:
+            return []
+        for mount in v1:
+            if controller in mount.controllers:
+                return translate(proc[controller], mount, root)
+        return []
+
+    for controller in ("cpu", "cpuacct", "cpuset", "memory"):
+        setattr(paths, controller, v1_dirs(controller))
+    if "" in proc and v2:
+        paths.unified = translate(proc[""], v2[0], root)
+    if paths.cpu or paths.memory or paths.cpuacct:
+        paths.version = 1
+        paths.hybrid = bool(paths.unified)
+    elif paths.unified:
+        paths.version = 2
+        paths.cpu = paths.cpuacct = paths.cpuset = paths.memory = paths.unified
+    return paths
+
+
+def in_container(root: str = "/") -> bool:
+    """Whether we run in a container (seed 004: the monitor "detects Docker"): marker files or cgroup paths."""
+    if os.path.exists(os.path.join(root, ".dockerenv")) or os.path.exists(os.path.join(root, "run/.containerenv")):
+        return True
+    try:
+        with open(os.path.join(root, "proc/1/cgroup")) as f:
+            text = f.read()
+    except OSError:
+        return False
+    return any(word in text for word in ("/docker", "/kubepods", "/containerd", "/libpod", "/lxc"))
+
+
+class _File:
+    """A control file kept open and re-read with ``pread``; absent files read as ``None``."""
+
+    __slots__ = ("path", "fd")
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            self.fd: int | None = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self.fd = None
+
+    def read(self) -> str | None:
+        if self.fd is None:
+            return None
+        try:
+            return os.pread(self.fd, 65536, 0).decode("ascii", "replace")
+        except OSError:
+            # e.g. EOPNOTSUPP for a PSI file whose controller is disabled
+            return None
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def _first(dirs: list[str], name: str) -> _File | None:
+    """The file ``name`` in the leaf directory that has it (a child may lack a controller's files)."""
+    for d in dirs:
+        path = os.path.join(d, name)
+        if os.path.exists(path):
+            f = _File(path)
+            if f.fd is not None:
+                return f
+    return None
+
+
+def _all(dirs: list[str], name: str) -> list[_File]:
+    files = [_File(os.path.join(d, name)) for d in dirs if os.path.exists(os.path.join(d, name))]
+    return [f for f in files if f.fd is not None]
+
+
+def parse_int(text: str | None) -> int | None:
+    """An integer limit or counter; ``max``, ``-1`` and 2^60 or more read as ``None`` (unlimited)."""
+    if text is None:
+        return None
+    text = text.strip().split()[0] if text.strip() else ""
+    if text in ("", "max", "-1"):
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        return None
+    if value < 0 or value >= UNLIMITED_THRESHOLD:
+        return None
+    return value
+
+
+def parse_keyed(text: str | None) -> dict[str, int]:
+    """``key value`` lines (``cpu.stat``, ``memory.stat``, ``memory.events``, ``oom_control``)."""
+    out: dict[str, int] = {}
+    if not text:
+        return out
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            try:
+                out[parts[0]] = int(parts[1])
+            except ValueError:
+                pass
+    return out
+
+
+def stat_value(text: str | None, key: str) -> int | None:
+    """One key of a ``key value`` file without parsing the rest (memory.stat has ~40 lines)."""
+    if not text:
+        return None
+    at = text.find(key + " ")
+    while at > 0 and text[at - 1] != "\n":  # "inactive_file" inside "total_inactive_file"
+        at = text.find(key + " ", at + 1)
+    if at < 0:
+        return None
+    end = text.find("\n", at)
+    return parse_int(text[at + len(key) + 1:end if end >= 0 else None])
+
+
+def parse_cpu_max(text: str | None) -> float | None:
+    """v2 ``cpu.max`` (``"max 100000"`` or ``"50000 100000"``) as cores, ``None`` when unlimited."""
+    if not text:
+        return None
+    parts = text.split()
+    if not parts or parts[0] == "max":
+        return None
+    try:
+        quota = int(parts[0])
+        period = int(parts[1]) if len(parts) > 1 else 100000
+    except ValueError:
+        return None
+    return quota / period if quota > 0 and period > 0 else None
+
+
+def parse_cpuset(text: str | None) -> int | None:
+    """Number of CPUs in a cpuset list such as ``0-3,8,10-11``."""
+    if not text or not text.strip():
+        return None
+    count = 0
+    for part in text.strip().split(","):
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            count += int(hi) - int(lo) + 1
+        elif part:
+            count += 1
+    return count or None
+
+
+def parse_psi(text: str | None) -> dict[str, dict[str, float]] | None:
+    """A pressure file: ``{"some": {"avg10", "avg60", "avg300", "total"}, "full": {...}}``."""
+    if not text:
+        return None
+    out: dict[str, dict[str, float]] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if not parts:
+            continue
+        values: dict[str, float] = {}
+        for item in parts[1:]:
+            key, _, value = item.partition("=")
+            try:
+                values[key] = float(value) if key != "total" else int(value)
+            except ValueError:
+                pass
+        out[parts[0]] = values
+    return out or None
+
+
+def _min_limit(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return min(present) if present else None
+
+
+class CgroupReader:
+    """Reads one cgroup's CPU, memory and PSI figures; construct once, call :meth:`read` often."""
+
+    def __init__(self, root: str = "/", paths: CgroupPaths | None = None, host_cpus: int | None = None,
+                 host_memory: int | None = None) -> None:
+        self.root = root
+        self.paths = paths if paths is not None else discover(root)
+        self.version = self.paths.version
+        p = self.paths
+        self.host_cpus = host_cpus or len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else (host_cpus or os.cpu_count() or 1)
+        self.host_memory = host_memory
+        if self.version == 1:
+            self._usage = _first(p.cpuacct, "cpuacct.usage")
+            self._cpu_stat = _first(p.cpu, "cpu.stat")
+            self._quota = _all(p.cpu, "cpu.cfs_quota_us")
+            self._period = _all(p.cpu, "cpu.cfs_period_us")
+            self._cpu_max: list[_File] = []
+            self._cpuset = _first(p.cpuset, "cpuset.effective_cpus") or _first(p.cpuset, "cpuset.cpus")
+            self._mem_usage = _first(p.memory, "memory.usage_in_bytes")
+            self._mem_stat = _first(p.memory, "memory.stat")
+            self._mem_limits = _all(p.memory, "memory.limit_in_bytes")
+            self._mem_peak = _first(p.memory, "memory.max_usage_in_bytes")
+            self._oom = _first(p.memory, "memory.oom_control")
+        elif self.version == 2:
+            self._usage = None
+            self._cpu_stat = _first(p.cpu, "cpu.stat")
+            self._quota, self._period = [], []
+            self._cpu_max = _all(p.cpu, "cpu.max")
+            self._cpuset = _first(p.cpuset, "cpuset.cpus.effective")
+            self._mem_usage = _first(p.memory, "memory.current")
+            self._mem_stat = _first(p.memory, "memory.stat")
+            self._mem_limits = _all(p.memory, "memory.max")
+            self._mem_peak = _first(p.memory, "memory.peak")
+            self._oom = _first(p.memory, "memory.events")
+        else:
+            self._usage = self._cpu_stat = self._cpuset = None
+            self._mem_usage = self._mem_stat = self._mem_peak = self._oom = None
+            self._quota, self._period, self._cpu_max, self._mem_limits = [], [], [], []
+        # PSI lives in the unified hierarchy, on hybrid hosts too.
+        self._psi = {name: _first(p.unified[:1], f"{name}.pressure") for name in ("cpu", "memory", "io")}
+        self._last: tuple[int, int] | None = None  # (monotonic ns, usage ns) of the previous read
+        # Limits change rarely (docker update); re-reading them every sample would double its cost.
+        self._limits: tuple[float, str, int | None] | None = None
+        self._limits_at = 0
+        self.psi_interval_ns = 1_000_000_000
+        self._psi_at = -self.psi_interval_ns
+
+    # -- limits ---------------------------------------------------------------------------
+    def cpu_limit(self) -> tuple[float, str]:
+        """Cores this cgroup may use and where that figure comes from (quota, cpuset, host)."""
+        if self.version == 1:
+            quotas = []
+            for q, per in zip(self._quota, self._period):
+                quota = parse_int(q.read())
+                period = parse_int(per.read())
+                quotas.append(quota / period if quota and period else None)
+            quota_cores = _min_limit(quotas)
+        else:
+            quota_cores = _min_limit([parse_cpu_max(f.read()) for f in self._cpu_max])
+        cpuset = parse_cpuset(self._cpuset.read()) if self._cpuset else None
+        if quota_cores is not None and (cpuset is None or quota_cores <= cpuset):
+            return quota_cores, "quota"
+        if cpuset is not None:
+            return float(cpuset), "cpuset"
+        return float(self.host_cpus), "host"
+
+    def memory_limit(self) -> int | None:
+        """The tightest memory limit along the walk up, ``None`` when none applies."""
+        limits: list[float | None] = [parse_int(f.read()) for f in self._mem_limits]
+        if self.version == 1 and self._mem_stat is not None:
+            # v1 reports the effective limit of the whole ancestry here
+            limits.append(stat_value(self._mem_stat.read(), "hierarchical_memory_limit"))
+        limit = _min_limit(limits)
+        return int(limit) if limit is not None else None
+
+    def limits(self, now_ns: int, max_age_ns: int = 10_000_000_000) -> tuple[float, str, int | None]:
+        """``(cpu cores, its source, memory bytes)``, re-read at most every ``max_age_ns``."""
+        if self._limits is None or now_ns - self._limits_at > max_age_ns:
+            cores, source = self.cpu_limit()
+            self._limits = (cores, source, self.memory_limit())
+            self._limits_at = now_ns
+        return self._limits
+
+    def oom_kills(self) -> int | None:
+        """The OOM-kill counter (``memory.events`` / ``memory.oom_control`` ``oom_kill``)."""
+        if self._oom is None:
+            return None
+        return parse_keyed(self._oom.read()).get("oom_kill")
+
+    # -- one sample ---------------------------------------------------------------------------
+    def read(self, now_ns: int | None = None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, str]]:
+        """``(cpu, memory, psi, unavailable)`` as in the ``sample`` event of events.jsonl.
+
+        ``cores`` and ``percent_of_limit`` are over the time since the previous call and
+        absent on the first one; the raw counters are always there.
+        """
+        now = now_ns if now_ns is not None else time.monotonic_ns()
+        unavailable: dict[str, str] = {}
+        cpu: dict[str, Any] = {}
+        mem: dict[str, Any] = {}
+        if self.version is None:
+            unavailable["cgroup"] = "no cgroup filesystem mounted"
+            return cpu, mem, {}, unavailable
+        stat = parse_keyed(self._cpu_stat.read()) if self._cpu_stat else {}
+        if self.version == 1:
+            usage = parse_int(self._usage.read()) if self._usage else None
+            throttled_ns = stat.get("throttled_time")
+        else:
+            usage = stat["usage_usec"] * 1000 if "usage_usec" in stat else None
+            throttled_ns = stat["throttled_usec"] * 1000 if "throttled_usec" in stat else None
+        limit_cores, source, limit = self.limits(now)
+        cpu["limit_cores"] = limit_cores
+        cpu["limit_source"] = source
+        if usage is not None:
+            cpu["usage_ns"] = usage
+            if self._last is not None and now > self._last[0]:
+                cores = max(0, usage - self._last[1]) / (now - self._last[0])
+                cpu["cores"] = round(cores, 4)
+                cpu["percent_of_limit"] = round(100.0 * cores / limit_cores, 2) if limit_cores else None
+            self._last = (now, usage)
+        else:
+            unavailable["cpu.usage"] = "no cpuacct.usage / cpu.stat usage_usec in this cgroup"
+        for key in ("nr_periods", "nr_throttled"):
+            if key in stat:
+                cpu[key] = stat[key]
+        if throttled_ns is not None:
+            cpu["throttled_ns"] = throttled_ns
+
+        usage_b = parse_int(self._mem_usage.read()) if self._mem_usage else None
+        if usage_b is not None:
+            mstat = self._mem_stat.read() if self._mem_stat else None
+            # kubelet's working set: usage minus inactive file cache (v1 uses the total_ hierarchy key)
+            inactive = stat_value(mstat, "total_inactive_file")
+            if inactive is None:
+                inactive = stat_value(mstat, "inactive_file") or 0
+            working = max(0, usage_b - inactive)
+            mem["usage"] = usage_b
+            mem["working_set"] = working
+            mem["limit"] = limit
+            denominator = limit if limit is not None else self.host_memory
+            mem["percent_of_limit"] = round(100.0 * working / denominator, 2) if denominator else None
+            peak = parse_int(self._mem_peak.read()) if self._mem_peak else None
+            if peak is not None:
+                mem["peak"] = peak
+            oom = self.oom_kills()
+            if oom is not None:
+                mem["oom_kill"] = oom
+        else:
+            unavailable["memory"] = "no memory controller files in this cgroup"
+
+        # PSI's averages are already over 10 s or more: reading it at most once a second loses
+        # nothing and keeps a 10 Hz sampler cheap. Samples in between carry no psi part.
+        psi: dict[str, Any] = {}
+        if now - self._psi_at >= self.psi_interval_ns:
+            self._psi_at = now
+            for name, f in self._psi.items():
+                parsed = parse_psi(f.read()) if f is not None else None
+                if parsed is not None:
+                    psi[name] = parsed
+            if not psi:
+                unavailable["psi"] = "kernel or cgroup without pressure (PSI) files"
+        return cpu, mem, psi, unavailable
+
+    def describe(self) -> dict[str, Any]:
+        """Version and limits for the environment manifest."""
+        if self.version is None:
+            return {"version": None, "cpu_limit_cores": float(self.host_cpus), "memory_limit_bytes": None}
+        cores, source = self.cpu_limit()
+        return {"version": self.version, "hybrid": self.paths.hybrid, "container": in_container(self.root),
+                "cpu_limit_cores": cores,
+                "cpu_limit_source": source, "memory_limit_bytes": self.memory_limit(),
+                "path": (self.paths.memory or self.paths.cpu or [""])[0]}
+
+    def close(self) -> None:
+        for f in [self._usage, self._cpu_stat, self._cpuset, self._mem_usage, self._mem_stat, self._mem_peak,
+                  self._oom, *self._quota, *self._period, *self._cpu_max, *self._mem_limits,
+                  *self._psi.values()]:
+            if f is not None:
+                f.close()

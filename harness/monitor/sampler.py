@@ -1,0 +1,151 @@
+"""One resource sample (cgroup CPU/memory/PSI + NVML GPUs), and a thread that takes them.
+
+A sample keeps raw counters with monotonic (``m``) and wall (``t``) timestamps;
+aggregates are computed afterwards (results_build). Costs: a handful of ``pread`` calls on
+files opened once, plus one NVML call per GPU metric; no subprocess, no path lookup.
+Where no cgroup filesystem exists (macOS, some sandboxes) psutil measures our process
+tree instead, which is the only place psutil is used.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any, Callable
+
+from harness.monitor.cgroup import CgroupReader
+from harness.monitor.gpu import GpuProbe
+
+
+def host_memory_bytes() -> int | None:
+    """MemTotal from ``/proc/meminfo`` (the denominator when no memory limit applies)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+class ResourceSampler:
+    """Takes samples on demand; construct once (opens files, initialises NVML)."""
+
+    def __init__(self, root: str = "/", gpu: GpuProbe | None = None, gpus: bool = True,
+                 track_pids: Callable[[], set[int]] | None = None) -> None:
+        self.cgroup = CgroupReader(root=root, host_memory=host_memory_bytes())
+        self.gpu = gpu if gpu is not None else (GpuProbe() if gpus else None)
+        self._track_pids = track_pids or (lambda: {os.getpid()})
+        self._psutil_proc: Any = None
+        self._psutil_last: tuple[int, float] | None = None
+        if self.cgroup.version is None:
+            try:
+                import psutil
+
+                self._psutil_proc = psutil.Process()
+            except ImportError:
+                self._psutil_proc = None
+
+    def sample(self) -> dict[str, Any]:
+        """One ``sample`` record (without ``type``), see docs/architecture.md."""
+        m_ns = time.monotonic_ns()
+        record: dict[str, Any] = {"t": time.time(), "m": m_ns / 1e9}
+        cpu, mem, psi, unavailable = self.cgroup.read(m_ns)
+        if self.cgroup.version is None and self._psutil_proc is not None:
+            cpu, mem = self._psutil_sample(m_ns)
+            unavailable.pop("cgroup", None)
+            unavailable["cgroup"] = "no cgroup filesystem; psutil measured this process tree"
+        if cpu:
+            record["cpu"] = cpu
+        if mem:
+            record["memory"] = mem
+        if psi:
+            record["psi"] = psi
+        if self.gpu is not None:
+            gpus, gpu_unavailable = self.gpu.read(self._track_pids() if self.gpu.available else None)
+            if gpus:
+                record["gpus"] = gpus
+                record["gpu_memory_attribution"] = self.gpu.attribution
+            unavailable.update(gpu_unavailable)
+        else:
+            unavailable["gpu"] = "GPU sampling turned off"
+        if unavailable:
+            record["unavailable"] = unavailable
+        return record
+
+    def _psutil_sample(self, m_ns: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        import psutil
+
+        procs = [self._psutil_proc]
+        try:
+            procs += self._psutil_proc.children(recursive=True)
+        except psutil.Error:
+            pass
+        cpu_s = 0.0
+        rss = 0
+        for p in procs:
+            try:
+                times = p.cpu_times()
+                cpu_s += times.user + times.system
+                rss += p.memory_info().rss
+            except psutil.Error:
+                continue
+        limit = float(os.cpu_count() or 1)
+        cpu: dict[str, Any] = {"usage_ns": int(cpu_s * 1e9), "limit_cores": limit, "limit_source": "host"}
+        if self._psutil_last is not None and m_ns > self._psutil_last[0]:
+            cores = max(0.0, cpu_s - self._psutil_last[1]) / ((m_ns - self._psutil_last[0]) / 1e9)
+            cpu["cores"] = round(cores, 4)
+            cpu["percent_of_limit"] = round(100 * cores / limit, 2)
+        self._psutil_last = (m_ns, cpu_s)
+        total = self.cgroup.host_memory
+        mem = {"usage": rss, "working_set": rss, "limit": None,
+               "percent_of_limit": round(100 * rss / total, 2) if total else None}
+        return cpu, mem
+
+    def describe(self) -> dict[str, Any]:
+        return self.cgroup.describe()
+
+    def close(self) -> None:
+        self.cgroup.close()
+        if self.gpu is not None:
+            self.gpu.close()
+
+
+class SamplerThread:
+    """Calls ``sink(sample)`` every ``interval`` seconds on a daemon thread (off the training thread)."""
+
+    def __init__(self, sampler: ResourceSampler, interval: float, sink: Callable[[dict[str, Any]], None]) -> None:
+        self.sampler = sampler
+        self.interval = max(0.01, float(interval))
+        self.sink = sink
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="harness-sampler", daemon=True)
+
+    def start(self) -> "SamplerThread":
+        self._take()  # a first sample at once, so short runs have a baseline for CPU deltas
+        self._thread.start()
+        return self
+
+    def _take(self) -> None:
+        try:
+            self.sink(self.sampler.sample())
+        except Exception:  # a sampling failure must never take the training run down
+            pass
+
+    def _loop(self) -> None:
+        next_at = time.monotonic() + self.interval
+        while not self._stop.wait(max(0.0, next_at - time.monotonic())):
+            self._take()
+            next_at += self.interval
+            now = time.monotonic()
+            if next_at < now:  # we were descheduled for long: skip, don't burst
+                next_at = now + self.interval
+
+    def stop(self, final_sample: bool = True) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        if final_sample:
+            self._take()
