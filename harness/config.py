@@ -135,7 +135,7 @@ class ExperimentConfig(_Model):
     @field_validator("competition")
     @classmethod
     def _competition(cls, v: str) -> str:
-        if not _MODE_RE.match(v):
+        if not _MODE_RE.fullmatch(v):
             raise ValueError(f"must be lowercase letters, digits, '_' or '-' (got {v!r})")
         return v
 
@@ -145,7 +145,7 @@ class ExperimentConfig(_Model):
         if not v:
             raise ValueError("must name at least one mode")
         for name, script in v.items():
-            if not _MODE_RE.match(name) or name in ("all", "plans", "comparison"):
+            if not _MODE_RE.fullmatch(name) or name in ("all", "plans", "comparison"):
                 raise ValueError(f"{name!r} is not a usable mode name")
             if not script.endswith(".py") or Path(script).is_absolute() or ".." in Path(script).parts:
                 raise ValueError(f"{name}: script must be a .py file inside the experiment (got {script!r})")
