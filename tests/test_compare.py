@@ -334,3 +334,18 @@ def test_real_planted_slowdown_is_called_slower_with_the_truth_inside(real_runs:
     assert thr.test.low <= true_thr <= thr.test.high, (true_thr, thr.test)
     result = _invoke("compare", str(real_runs), "--candidate", "slow", "--no-plots", "--fail-if-slower")
     assert result.exit_code == 1 and "slow is SLOWER" in result.output
+
+
+def test_parallel_runs_get_a_memory_bandwidth_warning(tmp_path: Path) -> None:
+    from harness.results import load_results_file, write_json_atomic
+
+    exp = write_experiment(tmp_path / "par", seeds=[0, 1, 2], modes={"baseline": {}, "optimization": {}})
+    for path in (exp / "results" / "optimization").glob("*/results.json"):
+        data = load_results_file(path)
+        data["run"]["parallel"] = {"runs_at_once": 2, "cpuset": "1", "gpus": []}
+        write_json_atomic(path, data)
+    comp = compare_experiment(exp)
+    assert any(f.startswith("Runs of optimization ran in parallel with other runs (--parallel): they shared "
+                            "memory bandwidth") for f in comp.fairness)
+    lone = write_experiment(tmp_path / "lone", seeds=[0, 1, 2], modes={"baseline": {}, "optimization": {}})
+    assert not any("in parallel" in f for f in compare_experiment(lone).fairness)

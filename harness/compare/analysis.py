@@ -95,6 +95,7 @@ class RunData:
     custom_metrics: dict[str, Any]
     summary: dict[str, Any]
     rebuilt: bool = False
+    parallel: dict[str, Any] | None = None  # set when the plan ran this run beside others
 
     @property
     def unstable(self) -> bool:
@@ -236,7 +237,8 @@ def reduce_run(result: RunResult) -> RunData:
         experiment_name=result.experiment_name, values=values, steps=steps, batch_index=index,
         step_times=step, batch_dt=dt, data_wait=wait, batch_sizes=sizes, losses=losses, accuracies=accs,
         resource_usage=ru, custom_metrics=metrics.get("custom") if isinstance(metrics.get("custom"), dict) else {},
-        summary=summary, rebuilt=result.rebuilt)
+        summary=summary, rebuilt=result.rebuilt,
+        parallel=run.get("parallel") if isinstance(run.get("parallel"), dict) else None)
 
 
 # ----------------------------------------------------------------------------- the comparison

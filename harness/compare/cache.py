@@ -23,10 +23,10 @@ from harness.compare import stats
 if TYPE_CHECKING:
     from harness.compare.analysis import RunData
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 ARRAYS = ("batch_index", "step_times", "batch_dt", "data_wait", "batch_sizes", "losses", "accuracies")
 META = ("run_id", "mode", "seed", "started_at", "backend", "image", "node", "environment", "config",
-        "experiment_name", "values", "resource_usage", "custom_metrics", "summary", "rebuilt")
+        "experiment_name", "values", "resource_usage", "custom_metrics", "summary", "rebuilt", "parallel")
 
 
 def cache_file(experiment_dir: Path, mode: str, run_dir: Path) -> Path:

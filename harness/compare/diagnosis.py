@@ -191,6 +191,10 @@ def _fairness(comp: Comparison) -> None:
     sc = sorted({r.seed for r in rc}, key=lambda s: (s is None, s))
     if sb != sc:
         comp.fairness.append(f"Modes ran different seeds: {b} {sb}, {c} {sc}.")
+    shared = sorted({r.mode for r in (*rb, *rc) if r.parallel and (r.parallel.get("runs_at_once") or 1) > 1})
+    if shared:
+        comp.fairness.append(f"Runs of {', '.join(shared)} ran in parallel with other runs (--parallel): they "
+                             f"shared memory bandwidth and caches, so their times are not those of a lone run.")
     facts_b = [_env_facts(r) for r in rb]
     facts_c = [_env_facts(r) for r in rc]
     for key in facts_b[0]:
