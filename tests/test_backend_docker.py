@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import signal
 import statistics
 import subprocess
@@ -91,6 +92,8 @@ def test_run_is_isolated_and_files_belong_to_the_user(pytorch_image, tiny_experi
     assert data["run"]["backend"] == "docker"
     assert data["run"]["image"].startswith("harness-cisolation:")
     assert data["environment"]["image_id"].startswith("sha256:")
+    # The machine's name, not the container id: compare must not see every run on other hardware.
+    assert data["run"]["node"] == data["environment"]["hostname"] == socket.gethostname()
     assert "DATA-WRITE failed EROFS" in (outcome.run_dir / "stdout.log").read_text()
     assert not _leftovers(**{"harness.run_id": outcome.run_id})
 

@@ -9,6 +9,7 @@ container ourselves (no auto-remove: it races with reading logs and the exit cod
 from __future__ import annotations
 
 import os
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,7 +104,10 @@ def container_settings(request: RunRequest, image: str, run_dir: Path) -> dict[s
     settings: dict[str, Any] = dict(
         image=image, command=command, name=f"harness-{exp.name}-{request.mode}-{request.run_id}",
         user=f"{os.getuid()}:{os.getgid()}", environment=env, working_dir=WORKDIR, volumes=volumes,
-        labels=labels, network_mode=network, init=True, cap_drop=["ALL"], security_opt=["no-new-privileges"],
+        labels=labels, network_mode=network, init=True,
+        # The host's name, not the container id: results say which machine ran them, and
+        # runs on one machine must not look like runs on different hardware.
+        hostname=socket.gethostname(), cap_drop=["ALL"], security_opt=["no-new-privileges"],
         device_requests=device_requests(gpus, request.gpu_ids), stop_signal="SIGTERM",
     )
     if opts.ipc == "host":
