@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
-from harness.backends import RunOptions, RunOutcome, RunRequest, new_run_id, run_mode
+from harness.backends import RunOptions, RunOutcome, RunRequest, new_run_id, run_mode, validate_options
 from harness.errors import HarnessError, PlanError, UsageError
 from harness.experiment import Experiment
 from harness.results import RESULTS_FILENAME, STDOUT_FILENAME, load_results_file, write_json_atomic
@@ -580,6 +580,7 @@ def execute(experiment: Experiment, modes: list[str], seeds: list[int] | None, o
         raise UsageError(f"--executor must be local or ray (got {executor!r})")
     if address and executor != "ray":
         raise UsageError("--address is for --executor ray", hint="add --executor ray")
+    validate_options(options)  # bad flags are input errors: refuse them before a plan is written
     if resume is not None:
         if modes or seeds is not None:
             raise UsageError("--resume continues a plan as it was made; drop the MODES and --seeds",

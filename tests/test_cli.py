@@ -149,3 +149,21 @@ def test_help_does_not_import_heavy_modules() -> None:
             "print('HEAVY', heavy)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert "HEAVY []" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["--gpus", "some"], "Error: --gpus: must be 'all', 'none'"),
+    (["--memory", "lots"], "Error: --memory: not a size like 512m or 8g"),
+    (["--shm-size", "0"], "Error: --shm-size: "),
+    (["--cpus", "-2"], "Error: --cpus: must be > 0 (got -2)"),
+    (["--timeout", "0"], "Error: --timeout: must be > 0 seconds (got 0)"),
+])
+def test_bad_run_flags_are_refused_before_anything_is_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], expected: str) -> None:
+    (tmp_path / "experiment_config.json").write_text(json.dumps(VALID))
+    (tmp_path / "baseline.py").write_text("print('never runs')\n")
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, ["run", "baseline", "--backend", "local", *args])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(expected), result.stderr
+    assert not (tmp_path / "results").exists()

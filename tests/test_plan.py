@@ -486,23 +486,30 @@ def test_bad_resource_requests_are_refused_before_anything_is_written(exp) -> No
     pytest.importorskip("ray")
     with pytest.raises(UsageError, match="--gpus all has no meaning on a Ray cluster"):
         execute(exp, ["all"], [0], RunOptions(gpus="all"), executor="ray", echo=None)
-    with pytest.raises(UsageError, match="bad --gpus: must be 'all', 'none'"):
+    with pytest.raises(UsageError, match="--gpus: must be 'all', 'none'"):
         execute(exp, ["all"], [0], RunOptions(gpus="lots"), parallel=True, echo=None)
     assert not exp.results_dir.exists()
 
 
-def test_a_plan_level_error_stops_the_plan_and_leaves_it_resumable(exp) -> None:
-    # A run that cannot start (here: a GPU request the backend rejects) is the plan's problem, not a seed's.
-    with pytest.raises(UsageError, match="bad --gpus"):
-        execute(exp, ["all"], [0, 1], RunOptions(backend="local", gpus="bogus"), echo=None)
+@pytest.mark.docker
+def test_a_plan_level_error_stops_the_plan_and_leaves_it_resumable(exp, pytorch_image: str) -> None:
+    # A run that cannot start (here: GPUs from an engine with no NVIDIA runtime) is the plan's problem,
+    # not a seed's.
+    from harness.errors import GpuRuntimeError
+
+    with pytest.raises(GpuRuntimeError, match="no NVIDIA runtime or CDI"):
+        execute(exp, ["all"], [0, 1], RunOptions(backend="docker", gpus="all"), echo=None)
     plan = load_plan(exp)
     assert [r.status for r in plan.runs] == ["pending"] * 4
-    assert plan.runs[0].message.startswith("not started: bad --gpus")
+    assert plan.runs[0].message.startswith("not started: GPUs were asked for")
     assert plan.runs[0].run_id is None and plan.runs[0].previous_run_ids == []
     assert not (exp.results_dir / "baseline").exists() or not any((exp.results_dir / "baseline").iterdir())
     assert not (exp.results_dir / "plans" / plan.plan_id / "errors.log").exists()
     # Options given with --resume override the plan's: fix the request and finish the plan.
-    assert execute(exp, [], None, RunOptions(gpus="none"), resume="latest", echo=None) == []
+    assert execute(exp, [], None, RunOptions(backend="local", gpus="none"), resume="latest", echo=None) == []
     plan = load_plan(exp)
     assert [r.status for r in plan.runs] == ["completed"] * 4 and plan.options["gpus"] == "none"
-    assert plan.options["backend"] == "local"  # not given again: kept from the plan
+    assert plan.options["backend"] == "local"
+    from conftest import _remove_experiment_images
+
+    _remove_experiment_images([exp.name])

@@ -65,6 +65,33 @@ class RunOutcome:
         return self.status == "completed"
 
 
+def validate_options(options: RunOptions) -> None:
+    """Check command-line overrides before anything is written or built.
+
+    The config's own values were validated when it was loaded, so a bad value here
+    always comes from a flag, and the message names it.
+
+    Raises:
+        UsageError: naming the flag and what it accepts.
+    """
+    from harness.config import parse_gpus, parse_size
+    from harness.errors import UsageError
+
+    checks = (("--gpus", options.gpus, parse_gpus), ("--memory", options.memory, parse_size),
+              ("--shm-size", options.shm_size, parse_size))
+    for flag, value, parse in checks:
+        if value is None:
+            continue
+        try:
+            parse(value)
+        except ValueError as e:
+            raise UsageError(f"{flag}: {e}") from None
+    if options.cpus is not None and options.cpus <= 0:
+        raise UsageError(f"--cpus: must be > 0 (got {options.cpus:g})")
+    if options.timeout is not None and options.timeout <= 0:
+        raise UsageError(f"--timeout: must be > 0 seconds (got {options.timeout:g})")
+
+
 def new_run_id(seed: int | None) -> str:
     """A sortable, unique run id: ``20240115T103000-s0-1a2b``."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
