@@ -537,6 +537,10 @@ class PlanRunner:
         if len(self.slots) > 1:
             _mark_parallel(outcome.run_dir, len(self.slots), run)
         self._finish(run, status, message)
+        if status == "completed":
+            from harness.compare.cache import warm
+
+            warm(self.experiment.path, run.mode, outcome.run_dir)  # `harness compare` reads no big JSON
         if run.failed:
             append_error(self.experiment, self.plan, run, outcome.run_dir)
             if self.fail_fast:

@@ -345,6 +345,12 @@ def test_a_failing_seed_does_not_stop_the_others(tmp_path: Path) -> None:
     assert errors[1] == f"  folder: {exp.results_dir / 'optimization' / failed[0].run_id}"
     assert f"  failed: optimization seed 1 ({failed[0].run_id}): failed: exit code 3" in lines
     assert lines[-3] == f"Plan {plan.plan_id}: 5 completed, 1 failed of 6 runs."
+    # Completed runs are reduced for `harness compare` as they end; the failed one is not.
+    from harness.compare.cache import cache_file
+
+    for r in plan.runs:
+        cached = cache_file(exp.path, r.mode, exp.results_dir / r.mode / r.run_id).is_file()
+        assert cached == (r.status == "completed"), (r.mode, r.seed, r.status)
 
 
 def test_fail_fast_stops_at_the_first_failure_and_resume_finishes(tmp_path: Path) -> None:
