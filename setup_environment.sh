@@ -80,6 +80,27 @@ PY
 
 docker_answers() { docker info >/dev/null 2>&1; }
 
+# `harness build --bootstrap` makes its base image with mmdebstrap (Debian's package).
+ensure_bootstrap_tool() {
+    case " $1 " in *" --bootstrap "*) ;; *) return 0;; esac
+    command -v mmdebstrap >/dev/null 2>&1 && return 0
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo -n"
+    step "install mmdebstrap (bootstrap base image without a registry)"
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mmdebstrap >/dev/null \
+        || { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mmdebstrap >/dev/null; }
+}
+
+# Build the framework images, with the offline flags where no registry answers.
+build_images() {
+    local framework="$1" flags
+    flags="$(detect_build_flags)"
+    ensure_bootstrap_tool "$flags"
+    step "build the framework images ($framework)"
+    # shellcheck disable=SC2086
+    harness build --framework "$framework" $flags
+}
+
 # Start a Docker engine when one can be started (root, or passwordless sudo).
 ensure_docker() {
     if docker_answers; then return 0; fi
@@ -94,11 +115,6 @@ ensure_docker() {
         step "install the Docker engine (Debian package docker.io)"
         $sudo apt-get update -qq
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq docker.io >/dev/null
-    fi
-    if ! command -v mmdebstrap >/dev/null 2>&1; then
-        step "install mmdebstrap (bootstrap base image without a registry)"
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mmdebstrap >/dev/null \
-            || { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq mmdebstrap >/dev/null; }
     fi
     step "start the Docker engine"
     if command -v systemctl >/dev/null 2>&1 && $sudo systemctl start docker 2>/dev/null && docker_answers; then
@@ -151,9 +167,7 @@ cmd_demo() {
         harness new demo_birdclef --framework pytorch --root "$ROOT/experiments"
     fi
     if [ "$backend" != "local" ] && docker_answers; then
-        step "build the PyTorch image"
-        # shellcheck disable=SC2046
-        harness build --framework pytorch $(detect_build_flags)
+        build_images pytorch
     elif [ "$backend" = "docker" ]; then
         echo "No Docker engine answers; start one or use --backend local" >&2
         return 1
@@ -177,9 +191,7 @@ cmd_test() {
     cmd_install --dev
     if ensure_docker; then
         export HARNESS_REQUIRE_DOCKER=1
-        step "build the framework images"
-        # shellcheck disable=SC2046
-        harness build --framework all $(detect_build_flags)
+        build_images all
     elif [ "${CI:-}" = "true" ]; then
         export HARNESS_REQUIRE_DOCKER=1  # CI promised an engine: its tests must fail, not skip
     fi
@@ -215,8 +227,10 @@ main() {
         build)
             case "${1:-}" in -h|--help) forward build --help; return 0;; esac
             ensure_installed
-            # shellcheck disable=SC2046
-            harness build "$@" $(detect_build_flags);;
+            local flags; flags="$(detect_build_flags)"
+            ensure_bootstrap_tool "$flags"
+            # shellcheck disable=SC2086
+            harness build "$@" $flags;;
         setup) cmd_setup "$@";;
         run) forward run "$@";;
         -h|--help|help) usage;;
