@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -165,3 +167,16 @@ def _remove_experiment_images(names: list[str]) -> None:
                 except docker.errors.APIError:
                     pass  # in use by a container another test still holds: harmless
     client.close()
+
+
+def start_harness_until_ready(args: list[str], marker: str = "SCRIPT-READY") -> subprocess.Popen[str]:
+    """Start ``harness ARGS`` as a real process and return it once the mode's script prints MARKER."""
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if line.strip() == marker:
+            return proc
+    pytest.fail("the run never started: " + "".join(seen))

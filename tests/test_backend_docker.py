@@ -11,11 +11,11 @@ import os
 import socket
 import signal
 import statistics
-import subprocess
-import sys
 import time
 
 import pytest
+
+from conftest import start_harness_until_ready
 
 from harness.backends import RunOptions, RunRequest, run_mode
 from harness.errors import GpuRuntimeError
@@ -62,7 +62,6 @@ except OSError as e:
     print("NET failed", type(e).__name__)
 with open(os.path.join(os.environ["HARNESS_RESULTS_DIR"], "made_inside.txt"), "w") as f:
     f.write("hello")
-import subprocess
 caps = [l for l in open("/proc/self/status") if l.startswith(("CapEff", "NoNewPrivs"))]
 print("".join(caps).strip())
 print("SOCKET", os.path.exists("/var/run/docker.sock"))
@@ -182,22 +181,13 @@ def test_timeout_stops_the_container(pytorch_image, tiny_experiment):
 def test_sigint_to_harness_run_removes_the_container(pytorch_image, tiny_experiment):
     exp = tiny_experiment({"baseline": "import time\nprint('SCRIPT-READY', flush=True)\ntime.sleep(120)\n"},
                           name="csigint")
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "baseline", "--backend", "docker",
-                             "-e", str(exp.path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if line.strip() == "SCRIPT-READY":
-            break
-    else:
-        pytest.fail("the run never started: " + "".join(seen))
+    proc = start_harness_until_ready(["run", "baseline", "--backend", "docker", "-e", str(exp.path)])
     assert _leftovers(**{"harness.experiment": "csigint"}), "the container should be running now"
     start = time.monotonic()
     proc.send_signal(signal.SIGINT)
     rest = proc.communicate(timeout=60)[0]
     assert time.monotonic() - start < 15, "Ctrl-C must stop the container within 10 s"
-    assert proc.returncode == 130, "".join(seen) + rest
+    assert proc.returncode == 130, rest
     assert not _leftovers(**{"harness.experiment": "csigint"})
     (run_dir,) = (exp.results_dir / "baseline").iterdir()
     data = json.loads((run_dir / "results.json").read_text())

@@ -6,10 +6,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
+
+from conftest import start_harness_until_ready
 
 from harness.backends import RunOptions, RunRequest, run_mode
 from harness.errors import EngineUnavailableError
@@ -88,21 +89,12 @@ def test_auto_falls_back_to_local_with_one_line(tiny_experiment, monkeypatch):
 
 def test_sigint_to_harness_run_records_interrupted(tiny_experiment, tmp_path):
     exp = tiny_experiment({"baseline": "import time\nprint('SCRIPT-READY', flush=True)\ntime.sleep(60)\n"})
-    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "baseline", "--backend", "local",
-                             "-e", str(exp.path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if line.strip() == "SCRIPT-READY":
-            break
-    else:
-        pytest.fail("the run never started: " + "".join(seen))
+    proc = start_harness_until_ready(["run", "baseline", "--backend", "local", "-e", str(exp.path)])
     start = time.monotonic()
     proc.send_signal(signal.SIGINT)
     rest = proc.communicate(timeout=30)[0]
     assert time.monotonic() - start < 15, "Ctrl-C took longer than the 10 s grace"
-    assert proc.returncode == 130, "".join(seen) + rest
+    assert proc.returncode == 130, rest
     (run_dir,) = (exp.results_dir / "baseline").iterdir()
     assert json.loads((run_dir / "results.json").read_text())["run"]["status"] == "interrupted"
     # The script's process is gone too: no process holds the run folder's name in its command line.
