@@ -24,10 +24,11 @@ Usage: ./setup_environment.sh COMMAND [ARGS]
 
 Set-up:
   install            make .venv and install harness with what the demo and tests need
-  demo               install if needed, scaffold a demo competition, run baseline and
-                     optimization (3 seeds each), compare, print where the report is
-  test               install dev dependencies, start a Docker engine where one can be
-                     started, build the images, run the whole test suite
+  demo               install if needed, bring up a Docker engine (as test does), scaffold a
+                     demo competition, run baseline and optimization (3 seeds each) in
+                     containers, compare, print where the report is
+  test               install dev dependencies, bring up a Docker engine where one can be
+                     had, build the images, run the whole test suite
 
 Seed 004's interface (forwarded to the harness CLI):
   check              check Docker, GPUs, disk, cgroups, images (harness check)
@@ -78,7 +79,6 @@ PY
     echo "$flags"
 }
 
-docker_answers() { docker info >/dev/null 2>&1; }
 
 # `harness build --bootstrap` makes its base image with mmdebstrap (Debian's package).
 ensure_bootstrap_tool() {
@@ -101,33 +101,79 @@ build_images() {
     harness build --framework "$framework" $flags
 }
 
-# Start a Docker engine when one can be started (root, or passwordless sudo).
-ensure_docker() {
-    if docker_answers; then return 0; fi
+docker_answers() { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; }
+
+# ENGINE_REASON / ENGINE_FIX: why no engine could be had and the command that fixes it,
+# set by bring_up_engine when it fails; `demo` prints them at its start and in its summary.
+ENGINE_REASON=""
+ENGINE_FIX=""
+no_engine() { ENGINE_REASON="$1"; ENGINE_FIX="$2"; return 1; }
+
+# Make a Docker engine answer: install Debian's docker.io when dockerd is missing, start it,
+# wait for it. Needs root or passwordless sudo to install or start; never touches an engine
+# that DOCKER_HOST names (it may be another machine's).
+ensure_engine() {
+    docker_answers && return 0
+    case "${DOCKER_HOST:-unix:///var/run/docker.sock}" in
+        unix:///var/run/docker.sock|unix:///run/docker.sock) ;;
+        *) no_engine "DOCKER_HOST=$DOCKER_HOST does not answer" \
+                     "start the engine it names, or \`unset DOCKER_HOST\` to use this machine's own"; return 1;;
+    esac
+    if [ -S /var/run/docker.sock ] && docker info 2>&1 | grep -qi "permission denied"; then
+        no_engine "user $(id -un) may not use /var/run/docker.sock" \
+                  "sudo usermod -aG docker $(id -un), then log in again"; return 1
+    fi
     local sudo=""
     if [ "$(id -u)" -ne 0 ]; then
         if sudo -n true 2>/dev/null; then sudo="sudo -n"; else
-            echo "No Docker engine answers and I cannot start one without root; Docker tests will be skipped." >&2
+            no_engine "no Docker engine answers, and installing or starting one needs root (no passwordless sudo)" \
+                      "sudo apt-get install -y docker.io && sudo systemctl start docker && sudo usermod -aG docker $(id -un)"
             return 1
         fi
     fi
     if ! command -v dockerd >/dev/null 2>&1; then
+        if ! command -v apt-get >/dev/null 2>&1; then
+            no_engine "no Docker engine is installed, and this system has no apt-get to install docker.io" \
+                      "install Docker Engine (https://docs.docker.com/engine/install/), then rerun"; return 1
+        fi
         step "install the Docker engine (Debian package docker.io)"
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq docker.io >/dev/null
+        if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq docker.io; } \
+                >/tmp/harness-apt.log 2>&1; then
+            no_engine "installing docker.io failed (see /tmp/harness-apt.log)" "sudo apt-get install -y docker.io"
+            return 1
+        fi
     fi
+    start_engine "$sudo"
+}
+
+start_engine() {
+    local sudo="$1"
     step "start the Docker engine"
-    if command -v systemctl >/dev/null 2>&1 && $sudo systemctl start docker 2>/dev/null && docker_answers; then
+    if command -v systemctl >/dev/null 2>&1 && $sudo systemctl start docker >/dev/null 2>&1 && docker_answers; then
         return 0
     fi
     # Sandboxes and CI containers have no systemd, and often no iptables.
     $sudo sh -c 'nohup dockerd --iptables=false --ip6tables=false >/tmp/harness-dockerd.log 2>&1 &'
+    say "waiting for dockerd (up to 60 s)"
     for _ in $(seq 1 60); do
         docker_answers && return 0
         sleep 1
     done
-    echo "dockerd did not come up; see /tmp/harness-dockerd.log" >&2
-    return 1
+    if $sudo docker info >/dev/null 2>&1; then
+        no_engine "dockerd runs, but user $(id -un) may not use its socket" \
+                  "sudo usermod -aG docker $(id -un), then log in again"; return 1
+    fi
+    no_engine "dockerd did not come up within 60 s (its log: /tmp/harness-dockerd.log)" \
+              "read /tmp/harness-dockerd.log; \`harness check\` says what else is missing"
+}
+
+# The one engine bring-up that `demo` and `test` share: engine, then the framework images
+# (built with the no-registry flags where no registry answers).
+bring_up_engine() {
+    local framework="$1"
+    ensure_engine || return 1
+    # A failed build is a real error, not a missing engine: stop here, naming the step.
+    build_images "$framework" || { echo "setup_environment.sh: step failed: $STEP" >&2; exit 1; }
 }
 
 # ------------------------------------------------------------------ commands
@@ -149,16 +195,50 @@ cmd_install() {
     say "installed: $(harness --version)"
 }
 
+# A warning nobody can miss: a framed block on stderr (red when stderr is a terminal).
+loud() {
+    local on="" off=""
+    [ -t 2 ] && on=$'\033[1;31m' && off=$'\033[0m'
+    {
+        printf '%s%s%s\n' "$on" "!!! ==================================================================== !!!" "$off"
+        local line
+        for line in "$@"; do printf '%s!!! %s%s\n' "$on" "$line" "$off"; done
+        printf '%s%s%s\n' "$on" "!!! ==================================================================== !!!" "$off"
+    } >&2
+}
+
 cmd_demo() {
     case "${1:-}" in -h|--help)
         echo "Usage: ./setup_environment.sh demo [--backend auto|docker|local]"
-        echo "Install if needed, scaffold experiments/kaggle_demo_birdclef, run baseline and optimization"
-        echo "(3 seeds each, interleaved), compare them, and print where the report is."
+        echo "Install if needed, bring up a Docker engine as \`test\` does (install docker.io when dockerd is"
+        echo "missing and you are root or have sudo, start it, build the images), scaffold"
+        echo "experiments/kaggle_demo_birdclef, run baseline and optimization (3 seeds each, interleaved) in"
+        echo "containers, compare them, and print where the report is. When no engine can be had, the runs"
+        echo "are local processes and the demo says so, with the reason and the fix, at its start and end."
         return 0;;
     esac
-    local backend="auto"
+    local backend="auto" started=$SECONDS isolation
     [ "${1:-}" = "--backend" ] && backend="${2:?--backend needs a value}"
+    case "$backend" in auto|docker|local) ;; *)
+        echo "setup_environment.sh demo: --backend must be auto, docker or local (got '$backend')" >&2; exit 2;;
+    esac
     ensure_installed
+    if [ "$backend" = "local" ]; then
+        isolation="as local processes (--backend local): no container isolation"
+    elif bring_up_engine pytorch; then
+        backend="docker"
+        isolation="in Docker containers (engine $(docker version --format '{{.Server.Version}}' 2>/dev/null || echo '?'))"
+    elif [ "$backend" = "docker" ]; then
+        echo "Error: no Docker engine: $ENGINE_REASON" >&2
+        echo "hint: $ENGINE_FIX (or run the demo with --backend local)" >&2
+        exit 1
+    else
+        backend="local"
+        isolation="as local processes: no container isolation, because $ENGINE_REASON; fix: $ENGINE_FIX"
+        loud "NO DOCKER ENGINE: the demo will run as local processes, with no container isolation," \
+             "because $ENGINE_REASON." \
+             "fix: $ENGINE_FIX; then rerun ./setup_environment.sh demo"
+    fi
     local exp="$ROOT/experiments/kaggle_demo_birdclef"
     if [ -d "$exp" ]; then
         say "reusing $exp (delete it for a fresh demo)"
@@ -166,17 +246,18 @@ cmd_demo() {
         step "scaffold the demo competition"
         harness new demo_birdclef --framework pytorch --root "$ROOT/experiments"
     fi
-    if [ "$backend" != "local" ] && docker_answers; then
-        build_images pytorch
-    elif [ "$backend" = "docker" ]; then
-        echo "No Docker engine answers; start one or use --backend local" >&2
-        return 1
-    fi
     cd "$exp"
-    step "run baseline and optimization (3 seeds each, interleaved)"
+    step "run baseline and optimization (the config's seeds, interleaved; backend $backend)"
     harness run baseline optimization --backend "$backend"
     step "compare"
     harness compare
+    local took=$((SECONDS - started))
+    say "Demo finished in $((took / 60)) min $((took % 60)) s."
+    if [ "$backend" = "local" ] && [ -n "$ENGINE_REASON" ]; then
+        loud "the demo ran $isolation"
+    else
+        say "The runs ran $isolation."
+    fi
     say "Report: $exp/results/comparison/report.html"
 }
 
@@ -189,11 +270,14 @@ cmd_test() {
         return 0;;
     esac
     cmd_install --dev
-    if ensure_docker; then
+    if bring_up_engine all; then
         export HARNESS_REQUIRE_DOCKER=1
         build_images all
-    elif [ "${CI:-}" = "true" ]; then
-        export HARNESS_REQUIRE_DOCKER=1  # CI promised an engine: its tests must fail, not skip
+    else
+        echo "No Docker engine: $ENGINE_REASON; fix: $ENGINE_FIX. Docker tests will be skipped." >&2
+        if [ "${CI:-}" = "true" ]; then
+            export HARNESS_REQUIRE_DOCKER=1  # CI promised an engine: its tests must fail, not skip
+        fi
     fi
     step "run the test suite"
     cd "$ROOT"
