@@ -272,7 +272,6 @@ cmd_test() {
     cmd_install --dev
     if bring_up_engine all; then
         export HARNESS_REQUIRE_DOCKER=1
-        build_images all
     else
         echo "No Docker engine: $ENGINE_REASON; fix: $ENGINE_FIX. Docker tests will be skipped." >&2
         if [ "${CI:-}" = "true" ]; then
