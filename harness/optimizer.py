@@ -16,6 +16,10 @@ Example::
 
     with DataLoaderOptimizer():
         baseline.main(mode="optimization")
+
+Several optimizations are best applied as separate steps (:class:`OptimizationSteps`):
+each says on its own log line what it did, or why it was skipped, so a comparison can
+tell which part mattered.
 """
 
 from __future__ import annotations
@@ -106,6 +110,18 @@ class PipelineOptimizer:
             raise OptimizerError(f"{type(self).__name__}.on_restore() called outside apply()")
         self._patches.append(_Patch(undo, "", _UNDO, label))
 
+    def skip_reason(self) -> str | None:
+        """Why this optimizer should not be applied here (e.g. "no GPU"), or None to apply it.
+
+        Only :class:`OptimizationSteps` asks; apply() itself always applies.
+        """
+        return None
+
+    def describe(self, stats: dict[str, Any]) -> str:
+        """One line for the log saying what apply() did; ``stats`` is what it returned."""
+        extra = {k: v for k, v in stats.items() if k not in ("optimizer", "patched", "targets")}
+        return ", ".join(f"{k} {v}" for k, v in extra.items()) or f"patched {', '.join(stats['targets'])}"
+
     # -- the migrator interface -----------------------------------------------
     _applying = False
 
@@ -166,6 +182,46 @@ class PipelineOptimizer:
         self._applied = False
         if failures:
             raise OptimizerError(f"could not restore {len(failures)} attribute(s): {'; '.join(failures)}")
+
+
+class OptimizationSteps(PipelineOptimizer):
+    """Several optimizers applied as one: in order, each with its own log line.
+
+    A step whose :meth:`~PipelineOptimizer.skip_reason` gives a reason is not applied,
+    and its line says why. restore() undoes the applied steps newest first; if a step
+    fails while applying, the steps before it are undone too. apply() returns each
+    step's statistics under its name (``{"steps": {"dataloader": {...}, ...}}``).
+    """
+
+    name = "steps"
+
+    def __init__(self, steps: list[PipelineOptimizer], *, echo: Callable[[str], Any] = print,
+                 prefix: str = "") -> None:
+        super().__init__()
+        names = [step.name for step in steps]
+        if len(set(names)) != len(names):
+            raise OptimizerError(f"step names must differ (got {names})")
+        self.steps = list(steps)
+        self.echo, self.prefix = echo, prefix
+        self.applied: list[str] = []
+
+    def optimize(self) -> dict[str, Any]:
+        report: dict[str, Any] = {}
+        self.applied = []
+        total = len(self.steps)
+        for number, step in enumerate(self.steps, 1):
+            head = f"{self.prefix}step {number}/{total} {step.name}"
+            reason = step.skip_reason()
+            if reason:
+                report[step.name] = {"applied": False, "reason": reason}
+                self.echo(f"{head}: skipped ({reason})")
+                continue
+            stats = step.apply()
+            self.on_restore(step.restore, f"step {step.name}")
+            self.applied.append(step.name)
+            report[step.name] = stats
+            self.echo(f"{head}: {step.describe(stats)}")
+        return {"steps": report}
 
 
 def _describe(obj: Any) -> str:

@@ -7,7 +7,7 @@ import types
 import pytest
 
 from harness.errors import OptimizerError
-from harness.optimizer import PipelineOptimizer
+from harness.optimizer import OptimizationSteps, PipelineOptimizer
 
 
 def original_loader() -> str:
@@ -166,3 +166,59 @@ def test_on_restore_undoes_settings_in_reverse_order() -> None:
     assert state["threads"] == 2
     assert state["log"] == ["second", "threads"]
     assert module.make_dataloader is original_loader
+
+
+class Setting(PipelineOptimizer):
+    """A step that sets ``module.<attribute>``; skipped with ``skip`` as its reason, failing with ``fail``."""
+
+    def __init__(self, module: types.ModuleType, attribute: str, value: str, *, skip: str | None = None,
+                 fail: bool = False) -> None:
+        super().__init__()
+        self.name = attribute
+        self.module, self.attribute, self.value, self.skip, self.fail = module, attribute, value, skip, fail
+
+    def skip_reason(self) -> str | None:
+        return self.skip
+
+    def optimize(self) -> dict[str, str]:
+        self.patch(self.module, self.attribute, self.value, create=True)
+        if self.fail:
+            raise RuntimeError(f"{self.attribute} failed")
+        return {"set to": self.value}
+
+
+def test_steps_apply_in_order_log_each_and_skip_with_a_reason() -> None:
+    module = make_module()
+    lines: list[str] = []
+    steps = OptimizationSteps([Setting(module, "loader", "fast"), Setting(module, "device", "cuda", skip="no GPU"),
+                               Setting(module, "precision", "bf16")], echo=lines.append, prefix="optimization: ")
+    with steps:
+        assert (module.loader, module.precision) == ("fast", "bf16") and not hasattr(module, "device")
+        assert steps.applied == ["loader", "precision"]
+    assert lines == ["optimization: step 1/3 loader: set to fast",
+                     "optimization: step 2/3 device: skipped (no GPU)",
+                     "optimization: step 3/3 precision: set to bf16"]
+    assert not hasattr(module, "loader") and not hasattr(module, "precision")
+
+
+def test_steps_report_each_step_and_a_failing_step_undoes_the_earlier_ones() -> None:
+    module = make_module()
+    steps = OptimizationSteps([Setting(module, "loader", "fast"), Setting(module, "device", "cpu", skip="off")],
+                              echo=lambda _: None)
+    stats = steps.apply()
+    assert stats["steps"]["loader"]["set to"] == "fast" and stats["steps"]["loader"]["patched"] == 1
+    assert stats["steps"]["device"] == {"applied": False, "reason": "off"}
+    steps.restore()
+
+    first = Setting(module, "loader", "fast")
+    failing = OptimizationSteps([first, Setting(module, "precision", "fp16", fail=True)], echo=lambda _: None)
+    with pytest.raises(RuntimeError, match="precision failed"):
+        failing.apply()
+    assert not first.is_applied() and not failing.is_applied()
+    assert not hasattr(module, "loader") and not hasattr(module, "precision")
+
+
+def test_step_names_must_differ() -> None:
+    module = make_module()
+    with pytest.raises(OptimizerError, match="step names must differ"):
+        OptimizationSteps([Setting(module, "loader", "a"), Setting(module, "loader", "b")])
