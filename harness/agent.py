@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import signal
 import socket
 import subprocess
@@ -27,18 +25,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.monitor.events import EventWriter, read_events
+from harness import env as envvars
+from harness.manifest import environment_manifest
+from harness.monitor.events import EventWriter
 from harness.monitor.sampler import ResourceSampler, SamplerThread
-from harness.results_build import build_results
+from harness.results.build import build_results
+from harness.results.events import read_events
+from harness.results.io import write_results
+from harness.results.schema import EVENTS_FILENAME
+from harness.results.status import Evidence, decide_status
 
 GRACE_SECONDS = 5.0  # from the forwarded signal (or timeout SIGTERM) to SIGKILL of the child's group
-# Environment variable names that look like credentials never reach results.json.
-SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSW|PASSPHRASE|KEY|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|CERT|"
-                         r"SIGNATURE|_PAT$|^PAT_|DSN|CONN(ECTION)?_STR)", re.IGNORECASE)
-# ...nor values that carry a password in a URL (postgres://user:pw@host).
-SECRET_VALUE = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
-
-
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m harness.agent", description=__doc__.splitlines()[0])
     parser.add_argument("--mode", required=True)
@@ -50,10 +47,17 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between resource samples")
     parser.add_argument("--backend")
     parser.add_argument("--config", type=Path, help="experiment_config.json (read for batch_size and the manifest)")
+    parser.add_argument("--plan-id", help="the plan this run belongs to (recorded in results.json)")
+    parser.add_argument("--image", help="the image the run's container runs (recorded in results.json)")
+    parser.add_argument("--image-id", help="that image's id (recorded in results.json)")
     parser.add_argument("--grace", type=float, default=GRACE_SECONDS,
                         help="seconds between forwarding a stop signal and SIGKILL")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ...")
     args = parser.parse_args(argv)
+    # Hosts that predate the flags told the agent through the environment.
+    args.plan_id = args.plan_id or os.environ.get(envvars.PLAN_ID)
+    args.image = args.image or os.environ.get(envvars.IMAGE)
+    args.image_id = args.image_id or os.environ.get(envvars.IMAGE_ID)
     if args.command and args.command[0] == "--":
         args.command = args.command[1:]
     if not args.command:
@@ -61,124 +65,23 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def filtered_env(env: dict[str, str]) -> dict[str, str]:
-    """The environment without anything that looks like a secret (by name or by value)."""
-    return {k: v for k, v in sorted(env.items()) if not SECRET_NAME.search(k) and not SECRET_VALUE.search(v)}
+def agent_command(*, python: str, script: str, mode: str, results: str, run_id: str, experiment: str,
+                  interval: float, backend: str, config: str, seed: int | None = None,
+                  timeout: float | None = None, plan_id: str | None = None, image: str | None = None,
+                  image_id: str | None = None) -> list[str]:
+    """The command line that runs the agent on ``python script``: what :func:`parse_args` reads.
 
-
-def _package_version(*names: str) -> str | None:
-    from importlib import metadata
-
-    for name in names:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
-
-
-def _read_module_file(package: str, relative: str) -> str | None:
-    """Text of a file inside an installed package, without importing the package (torch takes seconds)."""
-    import importlib.util
-
-    try:
-        spec = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        try:
-            return (Path(location) / relative).read_text()
-        except OSError:
-            continue
-    return None
-
-
-def framework_info() -> tuple[dict[str, Any] | None, str | None]:
-    """``({name, version}, cuda_build_version)`` of torch or TensorFlow, read from metadata and files."""
-    torch_version = _package_version("torch")
-    if torch_version:
-        text = _read_module_file("torch", "version.py") or ""
-        m = re.search(r"^cuda(?:: \S+)? = '([^']+)'", text, re.MULTILINE)
-        return {"name": "torch", "version": torch_version}, m.group(1) if m else None
-    tf_version = _package_version("tensorflow", "tensorflow-cpu", "tf-nightly")
-    if tf_version:
-        text = _read_module_file("tensorflow", "python/platform/build_info.py") or ""
-        m = re.search(r"['\"]cuda_version['\"]\s*[:,]\s*['\"]([^'\"]+)['\"]", text)
-        return {"name": "tensorflow", "version": tf_version}, m.group(1) if m else None
-    return None, None
-
-
-def cpu_model() -> str | None:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
-
-
-def git_commit(start: Path) -> str | None:
-    """HEAD of the git repository holding ``start``, read from ``.git`` (git may not be installed)."""
-    for folder in [start, *start.parents]:
-        git = folder / ".git"
-        if git.is_file():  # a worktree or submodule: "gitdir: <path>"
-            text = git.read_text().strip()
-            if text.startswith("gitdir:"):
-                git = (folder / text.split(":", 1)[1].strip()).resolve()
-        if not git.is_dir():
-            continue
-        try:
-            head = (git / "HEAD").read_text().strip()
-            if not head.startswith("ref:"):
-                return head
-            ref = head.split(":", 1)[1].strip()
-            common = git
-            if (git / "commondir").is_file():
-                common = (git / (git / "commondir").read_text().strip()).resolve()
-            for base in (git, common):
-                if (base / ref).is_file():
-                    return (base / ref).read_text().strip()
-                packed = base / "packed-refs"
-                if packed.is_file():
-                    for line in packed.read_text().splitlines():
-                        if line.endswith(" " + ref):
-                            return line.split()[0]
-        except OSError:
-            return None
-        return None
-    return None
-
-
-def environment_manifest(sampler: ResourceSampler, args: argparse.Namespace, cwd: Path) -> dict[str, Any]:
-    """What the run ran on, for reproducing it: versions, hardware, limits, image, commit, seed."""
-    from harness import __version__
-
-    framework, cuda = framework_info()
-    gpu = sampler.gpu
-    return {
-        "harness_version": __version__,
-        "python": platform.python_version(),
-        "framework": framework,
-        "cuda": cuda,
-        "driver": gpu.driver if gpu is not None else None,
-        "cuda_driver": gpu.cuda_driver if gpu is not None else None,
-        "gpus": gpu.names() if gpu is not None else [],
-        "gpu_unavailable": (gpu.reason if gpu is not None and not gpu.available else None),
-        "cpu_model": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "cgroup": sampler.describe(),
-        "hostname": socket.gethostname(),
-        "platform": platform.platform(),
-        "image": os.environ.get("HARNESS_IMAGE"),
-        "image_id": os.environ.get("HARNESS_IMAGE_ID"),
-        "git_commit": git_commit(cwd),
-        "seed": args.seed,
-        "env": filtered_env(dict(os.environ)),
-    }
+    Built here, beside the parser, so that the backends (container or local process) cannot
+    drift from what the agent accepts.
+    """
+    cmd = [python, "-m", "harness.agent", "--mode", mode, "--results", results, "--run-id", run_id,
+           "--experiment", experiment, "--interval", str(interval), "--backend", backend, "--config", config]
+    optional = (("--seed", seed), ("--timeout", timeout), ("--plan-id", plan_id), ("--image", image),
+                ("--image-id", image_id))
+    for flag, value in optional:
+        if value is not None:
+            cmd += [flag, str(value)]
+    return cmd + ["--", python, script]
 
 
 def load_config(path: Path | None) -> dict[str, Any] | None:
@@ -248,23 +151,50 @@ class Supervisor:
         return rc
 
 
-def decide_status(rc: int, stop_reason: str | None, oom_before: int | None, oom_after: int | None,
-                  memory: dict[str, Any] | None) -> str:
-    """How the run ended. The cgroup's OOM counter is the first witness of an OOM kill; a SIGKILL
-    with memory at the limit is the second (the counter is missing in some child cgroups)."""
-    if stop_reason == "timeout":
-        return "timeout"
-    if oom_before is not None and oom_after is not None and oom_after > oom_before:
-        return "oom_killed"
-    if stop_reason == "interrupted":
-        return "interrupted"
-    if rc == 0:
-        return "completed"
+def agent_evidence(rc: int, stop_reason: str | None, oom_before: int | None, oom_after: int | None,
+                   memory: dict[str, Any] | None) -> Evidence:
+    """What the agent witnessed of the script's end (``rc`` as subprocess gives it: -N for signal N)."""
+    at_limit = False
     if rc == -signal.SIGKILL and memory:
         limit, peak = memory.get("limit"), memory.get("peak") or memory.get("usage")
-        if limit and peak and peak >= 0.95 * limit:
-            return "oom_killed"
-    return "failed"
+        at_limit = bool(limit and peak and peak >= 0.95 * limit)
+    rose = oom_before is not None and oom_after is not None and oom_after > oom_before
+    return Evidence(exit_code=128 - rc if rc < 0 else rc, stop_reason=stop_reason, oom_counter_rose=rose,
+                    killed_at_memory_limit=at_limit)
+
+
+def _script_env(args: argparse.Namespace, run_id: str, experiment: str, events_path: Path) -> dict[str, str]:
+    """The script's environment: ours plus the HARNESS_* variables of docs/architecture.md."""
+    env = dict(os.environ)
+    env.update({envvars.AGENT: "1", envvars.MODE: args.mode, envvars.RUN_ID: run_id,
+                envvars.RESULTS_DIR: str(args.results.resolve()), envvars.EVENTS_FILE: str(events_path.resolve()),
+                envvars.SAMPLING_INTERVAL: str(args.interval)})
+    if experiment:
+        env[envvars.EXPERIMENT] = experiment
+    if args.seed is not None:
+        env[envvars.SEED] = str(args.seed)
+    if args.config is not None and args.config.is_file():
+        env[envvars.CONFIG] = str(args.config.resolve())
+    return env
+
+
+def _supervise(args: argparse.Namespace, env: dict[str, str]) -> tuple[int, str | None, str | None]:
+    """Run the script to its end, forwarding SIGINT / SIGTERM; returns (rc, stop reason, start error)."""
+    sup = Supervisor(args)
+    previous = {sig: signal.signal(sig, lambda s, _f: sup.request_stop("interrupted", s))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    error: str | None = None
+    try:
+        sup.start(env)
+        rc = sup.wait()
+    except OSError as e:  # the command does not exist or is not executable
+        rc = 127 if isinstance(e, FileNotFoundError) else 126
+        error = f"cannot start {args.command[0]!r}: {e.strerror or e}"
+        print(f"harness.agent: {error}", file=sys.stderr)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return rc, sup.stop_reason, error
 
 
 def run(argv: list[str]) -> int:
@@ -272,21 +202,19 @@ def run(argv: list[str]) -> int:
     args = parse_args(argv)
     results_dir: Path = args.results
     results_dir.mkdir(parents=True, exist_ok=True)
-    events_path = results_dir / "events.jsonl"
-    run_id = args.run_id or os.environ.get("HARNESS_RUN_ID") or results_dir.name
-    experiment = args.experiment or os.environ.get("HARNESS_EXPERIMENT") or ""
-    cwd = Path.cwd()
+    events_path = results_dir / EVENTS_FILENAME
+    run_id = args.run_id or os.environ.get(envvars.RUN_ID) or results_dir.name
+    experiment = args.experiment or os.environ.get(envvars.EXPERIMENT) or ""
     config = load_config(args.config)
-
     writer = EventWriter(events_path)
     sampler = ResourceSampler(track_pids=_CachedTree(os.getpid()))
-    started_at = time.time()
-    start_m = time.monotonic()
+    started_at, start_m = time.time(), time.monotonic()
+    where = {"backend": args.backend, "image": args.image, "plan_id": args.plan_id, "node": socket.gethostname()}
     writer.emit("run_start", run_id=run_id, mode=args.mode, seed=args.seed, experiment=experiment,
-                command=args.command, pid=os.getpid(), backend=args.backend, image=os.environ.get("HARNESS_IMAGE"),
-                plan_id=os.environ.get("HARNESS_PLAN_ID"), node=socket.gethostname(),
+                command=args.command, pid=os.getpid(), **where,
                 gpus=[d["uuid"] for d in sampler.gpu.names()] if sampler.gpu else [])
-    manifest = environment_manifest(sampler, args, cwd)
+    manifest = environment_manifest(sampler, seed=args.seed, cwd=Path.cwd(), image=args.image,
+                                    image_id=args.image_id)
     writer.emit("env", environment=manifest)
     oom_before = sampler.cgroup.oom_kills()
     last_memory: dict[str, Any] = {}
@@ -298,37 +226,13 @@ def run(argv: list[str]) -> int:
                        **{k: v for k, v in sample.items() if k not in ("t", "m")}})
 
     thread = SamplerThread(sampler, args.interval, sink)
-    env = dict(os.environ)
-    env.update({"HARNESS_AGENT": "1", "HARNESS_MODE": args.mode, "HARNESS_RUN_ID": run_id,
-                "HARNESS_RESULTS_DIR": str(results_dir.resolve()), "HARNESS_EVENTS_FILE": str(events_path.resolve()),
-                "HARNESS_SAMPLING_INTERVAL": str(args.interval)})
-    if experiment:
-        env["HARNESS_EXPERIMENT"] = experiment
-    if args.seed is not None:
-        env["HARNESS_SEED"] = str(args.seed)
-    if args.config is not None and args.config.is_file():
-        env["HARNESS_CONFIG"] = str(args.config.resolve())
-
-    sup = Supervisor(args)
-    previous = {sig: signal.signal(sig, lambda s, _f: sup.request_stop("interrupted", s))
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    error: str | None = None
     thread.start()
-    try:
-        sup.start(env)
-        rc = sup.wait()
-    except OSError as e:  # the command does not exist or is not executable
-        rc = 127 if isinstance(e, FileNotFoundError) else 126
-        error = f"cannot start {args.command[0]!r}: {e.strerror or e}"
-        print(f"harness.agent: {error}", file=sys.stderr)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    rc, stop_reason, error = _supervise(args, _script_env(args, run_id, experiment, events_path))
     thread.stop(final_sample=True)
     oom_after = sampler.cgroup.oom_kills()
     sampler.close()
 
-    status = decide_status(rc, sup.stop_reason, oom_before, oom_after, last_memory)
+    status = decide_status(agent_evidence(rc, stop_reason, oom_before, oom_after, last_memory))
     sig_name = signal.Signals(-rc).name if rc < 0 and -rc in signal.Signals._value2member_map_ else None
     exit_code = 128 - rc if rc < 0 else rc
     if error is None and status != "completed":
@@ -336,21 +240,14 @@ def run(argv: list[str]) -> int:
     wall = time.monotonic() - start_m
     writer.emit("run_end", status=status, exit_code=exit_code, signal=sig_name, wall_time=wall, error=error)
     writer.close()
-
-    events, dropped = read_events(events_path)
     info = {"run_id": run_id, "mode": args.mode, "seed": args.seed, "status": status, "exit_code": exit_code,
             "signal": sig_name, "error": error, "wall_time": wall, "started_at": started_at,
-            "ended_at": started_at + wall, "command": args.command, "backend": args.backend,
-            "image": os.environ.get("HARNESS_IMAGE"), "plan_id": os.environ.get("HARNESS_PLAN_ID"),
-            "node": socket.gethostname(), "experiment_name": experiment, "environment": manifest,
-            "config": config}
+            "ended_at": started_at + wall, "command": args.command, **where, "experiment_name": experiment,
+            "environment": manifest, "config": config}
+    events, dropped = read_events(events_path)
     if dropped:
         info["dropped_lines"] = dropped
-    from harness.results import write_json_atomic
-    from harness.monitor.events import finite
-    from harness.monitor.experiment import _sanitise
-
-    write_json_atomic(results_dir / "results.json", _sanitise(build_results(events, info), finite))
+    write_results(results_dir, build_results(events, info))
     return exit_code
 
 

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.errors import ConfigError
 
@@ -189,10 +189,6 @@ class ExperimentConfig(_Model):
         if not v or Path(v).is_absolute() or ".." in Path(v).parts:
             raise ValueError(f"must be a folder inside the experiment (got {v!r})")
         return v
-
-    @model_validator(mode="after")
-    def _has_baseline_like(self) -> "ExperimentConfig":
-        return self
 
 
 def _format_validation_error(err: ValidationError, filename: str) -> list[str]:

@@ -50,10 +50,6 @@ _SOURCE_DATE_EPOCH = "1577836800"
 _LOG_TAIL = 25
 
 
-def _quiet(_: str) -> None:
-    pass
-
-
 def docker_client(timeout: float | None = 60) -> "docker.DockerClient":
     """A client for the engine the environment points at (DOCKER_HOST or the local socket).
 

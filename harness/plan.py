@@ -25,7 +25,9 @@ from typing import Any, Callable
 from harness.backends import RunOptions, RunOutcome, RunRequest, new_run_id, run_mode, validate_options
 from harness.errors import HarnessError, PlanError, UsageError
 from harness.experiment import Experiment
-from harness.results import RESULTS_FILENAME, STDOUT_FILENAME, load_results_file, write_json_atomic
+from harness.results.build import rebuild_from_events
+from harness.results.io import load_results_file, update_run, write_json_atomic
+from harness.results.schema import EVENTS_FILENAME, RESULTS_FILENAME, STDOUT_FILENAME
 from harness.progress import Progress
 from harness.scheduling import BANDWIDTH_NOTE, Slot, plan_slots
 
@@ -372,19 +374,16 @@ def seal_abandoned(run_dir: Path) -> None:
 
     Nothing measured is thrown away, and compare (which takes completed runs) leaves it out.
     """
-    if (run_dir / RESULTS_FILENAME).exists() or not (run_dir / "events.jsonl").exists():
+    if (run_dir / RESULTS_FILENAME).exists() or not (run_dir / EVENTS_FILENAME).exists():
         return
     try:
-        from harness.results_build import rebuild_from_events
-
         data = rebuild_from_events(run_dir)
     except (HarnessError, OSError, ValueError, KeyError):
         return
     if data.get("run", {}).get("status") == "completed":
         return
-    data["run"]["status"] = "interrupted"
-    data["run"]["error"] = data["run"].get("error") or "harness stopped before this run ended; the plan ran it again"
-    write_json_atomic(run_dir / RESULTS_FILENAME, data)
+    update_run(run_dir, base=data, status="interrupted",
+               error=data["run"].get("error") or "harness stopped before this run ended; the plan ran it again")
 
 
 def remove_leftover_containers(plan_id: str) -> int:
@@ -557,14 +556,12 @@ class PlanRunner:
 
 def _mark_parallel(run_dir: Path, at_once: int, run: PlannedRun) -> None:
     """Say in results.json that the run shared the machine, so a comparison can warn about it."""
-    path = run_dir / RESULTS_FILENAME
     try:
-        data = load_results_file(path)
+        data = load_results_file(run_dir / RESULTS_FILENAME)
     except HarnessError:
         return  # no results.json (the agent never ran): state.json still records the slot
-    data["run"]["parallel"] = {"runs_at_once": at_once, "cpuset": run.cpuset, "gpus": list(run.gpus),
-                               "note": BANDWIDTH_NOTE}
-    write_json_atomic(path, data)
+    update_run(run_dir, base=data, parallel={"runs_at_once": at_once, "cpuset": run.cpuset, "gpus": list(run.gpus),
+                                             "note": BANDWIDTH_NOTE})
 
 
 def execute(experiment: Experiment, modes: list[str], seeds: list[int] | None, options: RunOptions,

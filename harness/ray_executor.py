@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from harness.errors import MissingDependencyError, PlanError, UsageError
-from harness.results import RESULTS_FILENAME, load_results_file, write_json_atomic
+from harness.results.io import load_results_file, update_run
+from harness.results.schema import RESULTS_FILENAME
 
 if TYPE_CHECKING:
     from harness.experiment import Experiment
@@ -385,20 +386,19 @@ def _bring_home(data: bytes, run_dir: Path) -> None:
 
 def _annotate(run_dir: Path, reply: dict[str, Any]) -> None:
     """Record where the run ran and which GPUs Ray gave it in its results.json."""
-    path = run_dir / RESULTS_FILENAME
     try:
-        data = load_results_file(path)
+        data = load_results_file(run_dir / RESULTS_FILENAME)
     except Exception:  # noqa: BLE001 - a run killed before results.json: state.json still has it
         return
     run = data["run"]
-    run["node"] = reply.get("hostname") or run.get("node")
+    fields: dict[str, Any] = {"node": reply.get("hostname") or run.get("node")}
     if not run.get("gpus"):
-        run["gpus"] = list(reply.get("assigned_gpus") or [])
-    run["ray"] = {"node_id": reply.get("node_id"), "node_ip": reply.get("node_ip"),
-                  "assigned_gpus": list(reply.get("assigned_gpus") or []),
-                  "gpus_passed": list(reply.get("gpus_passed") or []), "gpu_note": reply.get("gpu_note") or None,
-                  "harness_version": reply.get("harness_version")}
-    write_json_atomic(path, data)
+        fields["gpus"] = list(reply.get("assigned_gpus") or [])
+    fields["ray"] = {"node_id": reply.get("node_id"), "node_ip": reply.get("node_ip"),
+                     "assigned_gpus": list(reply.get("assigned_gpus") or []),
+                     "gpus_passed": list(reply.get("gpus_passed") or []), "gpu_note": reply.get("gpu_note") or None,
+                     "harness_version": reply.get("harness_version")}
+    update_run(run_dir, base=data, **fields)
 
 
 def _cancel(experiment: "Experiment", in_flight: dict[Any, "PlannedRun"], save: Callable[[], None],

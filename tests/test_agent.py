@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.agent import decide_status, filtered_env, git_commit, parse_args
+from harness.agent import agent_command, agent_evidence, parse_args
 from harness.results import load_run
+from harness.results.status import decide_status
 
 # A training-like script: streams batches through the monitor, marks itself, can be told how to end.
 TRAIN = r'''
@@ -242,35 +243,31 @@ def test_oom_kill_in_a_real_memory_cgroup(tmp_path: Path) -> None:
 
 # -- pieces ------------------------------------------------------------------------------------
 
+def _decide(rc: int, stop_reason: str | None, before: int | None, after: int | None, memory: dict) -> str:
+    return decide_status(agent_evidence(rc, stop_reason, before, after, memory))
+
+
 def test_decide_status_precedence() -> None:
-    assert decide_status(0, None, 0, 0, {}) == "completed"
-    assert decide_status(-9, None, 0, 1, {}) == "oom_killed"
-    assert decide_status(-9, None, None, None, {"limit": 100, "peak": 99}) == "oom_killed"
-    assert decide_status(-9, None, None, None, {"limit": 100, "peak": 50}) == "failed"
-    assert decide_status(-15, "timeout", 0, 0, {}) == "timeout"
-    assert decide_status(1, "interrupted", 0, 0, {}) == "interrupted"
-    assert decide_status(2, None, 0, 0, {}) == "failed"
+    assert _decide(0, None, 0, 0, {}) == "completed"
+    assert _decide(-9, None, 0, 1, {}) == "oom_killed"
+    assert _decide(-9, None, None, None, {"limit": 100, "peak": 99}) == "oom_killed"
+    assert _decide(-9, None, None, None, {"limit": 100, "peak": 50}) == "failed"
+    assert _decide(-15, "timeout", 0, 0, {}) == "timeout"
+    assert _decide(1, "interrupted", 0, 0, {}) == "interrupted"
+    assert _decide(2, None, 0, 0, {}) == "failed"
 
 
-def test_filtered_env_drops_secret_names_and_url_passwords() -> None:
-    env = {"PATH": "/bin", "GITHUB_TOKEN": "t", "KAGGLE_KEY": "k", "MY_API_KEY": "k", "WANDB_API_KEY": "k",
-           "HTTPS_PROXY": "http://user:pass@proxy:3128", "HTTP_PROXY": "http://proxy:3128", "SSH_AUTH_SOCK": "/s"}
-    assert filtered_env(env) == {"HTTP_PROXY": "http://proxy:3128", "PATH": "/bin"}
-
-
-def test_git_commit_is_read_without_git(tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    subprocess.run(["git", "init", "-q", str(repo)], check=True)
-    (repo / "f").write_text("x")
-    subprocess.run(["git", "-C", str(repo), "add", "f"], check=True)
-    subprocess.run(["git", "-C", str(repo), "-c", "user.email=a@b", "-c", "user.name=a", "commit", "-qm", "x"],
-                   check=True)
-    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
-    (repo / "sub").mkdir()
-    assert git_commit(repo / "sub") == head
-    subprocess.run(["git", "-C", str(repo), "pack-refs", "--all"], check=True)
-    assert git_commit(repo) == head
-    assert git_commit(tmp_path) is None
+def test_agent_command_is_what_the_parser_reads() -> None:
+    cmd = agent_command(python="python3", script="baseline.py", mode="baseline", results="/results/R", run_id="R",
+                        experiment="e", interval=0.5, backend="docker", config="/w/c.json", seed=3, timeout=9.0,
+                        plan_id="P", image="img:1", image_id="sha256:ab")
+    args = parse_args(cmd[3:])
+    assert (args.mode, str(args.results), args.run_id, args.seed, args.timeout) == ("baseline", "/results/R", "R", 3, 9.0)
+    assert (args.plan_id, args.image, args.image_id, args.interval) == ("P", "img:1", "sha256:ab", 0.5)
+    assert args.command == ["python3", "baseline.py"]
+    bare = agent_command(python="py", script="s.py", mode="m", results="r", run_id="R", experiment="e",
+                         interval=1.0, backend="local", config="c.json")
+    assert not {"--seed", "--timeout", "--plan-id", "--image", "--image-id"} & set(bare)
 
 
 def test_parse_args_needs_a_command() -> None:

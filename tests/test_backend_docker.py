@@ -269,7 +269,7 @@ def test_results_belong_to_a_non_root_invoker(pytorch_image):
     import grp
 
     import harness.backends.docker  # noqa: F401  (imported before dropping root: /root is not readable then)
-    import harness.backends.outcome  # noqa: F401
+    import harness.backends.settle  # noqa: F401
     from conftest import write_tiny_experiment
     from harness.experiment import load_experiment
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.monitor import ExperimentMonitor, MetricsLogger, ResourceMonitor, Timer
-from harness.monitor.events import read_events
+from harness.results.events import read_events
 
 
 def test_seed_example_runs_unchanged_and_writes_the_seed_format(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""results_build: aggregation into the results.json schema, and rebuilding from events.jsonl."""
+"""harness.results: aggregation into the results.json schema, and rebuilding from events.jsonl."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from harness.errors import ResultsError
 from harness.results import load_run, validate_results, write_json_atomic
-from harness.results_build import build_mode, build_results, rebuild_from_events, split_by_mode, stats
+from harness.results.build import build_mode, build_results, rebuild_from_events, split_by_mode, stats
 
 
 def ev(type: str, m: float, **fields: object) -> dict:

@@ -42,9 +42,7 @@ class RunRequest:
     plan_id: str | None = None
     cpuset: str | None = None  # disjoint cpusets for parallel CPU runs
     gpu_ids: list[str] | None = None  # device ids assigned by a scheduler (plan, Ray)
-    results_root: Path | None = None  # default: experiment.results_dir
     echo: Callable[[str], None] | None = print  # live log lines; None: quiet
-    extra_env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from harness import env as envvars
 from harness.backends import RunOutcome, RunRequest
 from harness.config import CONFIG_FILENAME, parse_gpus, parse_size
 from harness.errors import ContainerRunError, EngineUnavailableError, GpuRuntimeError, HarnessError, UsageError
 from harness.images import docker_client, ensure_experiment_image
-from harness.results import STDOUT_FILENAME
+from harness.agent import agent_command
+from harness.results.schema import STDOUT_FILENAME
 
 LABEL = "harness"  # every container we make carries harness=1: ps and clean touch nothing else
 WORKDIR = "/workspace"
@@ -57,7 +59,7 @@ def device_requests(gpus: str, gpu_ids: list[str] | None) -> list[Any]:
     return [DeviceRequest(device_ids=gpus.split(","), capabilities=[["gpu"]])]
 
 
-def container_settings(request: RunRequest, image: str, run_dir: Path) -> dict[str, Any]:
+def container_settings(request: RunRequest, image: str, run_dir: Path, image_id: str | None = None) -> dict[str, Any]:
     """Keyword arguments of ``containers.create`` for this run (pure: no engine needed).
 
     Raises:
@@ -81,23 +83,24 @@ def container_settings(request: RunRequest, image: str, run_dir: Path) -> dict[s
     results_in = f"{RESULTS_MOUNT}/{request.run_id}"
     script = cfg.modes[request.mode]
 
-    agent = ["python3", "-m", "harness.agent", "--mode", request.mode, "--results", results_in,
-             "--run-id", request.run_id, "--experiment", exp.name, "--interval", str(cfg.sampling_interval),
-             "--backend", "docker", "--config", f"{WORKDIR}/{CONFIG_FILENAME}"]
-    if request.seed is not None:
-        agent += ["--seed", str(request.seed)]
-    if timeout is not None:
-        agent += ["--timeout", str(timeout)]
-    agent += ["--", "python3", script]
+    agent = agent_command(python="python3", script=script, mode=request.mode, results=results_in,
+                          run_id=request.run_id, experiment=exp.name, interval=cfg.sampling_interval,
+                          backend="docker", config=f"{WORKDIR}/{CONFIG_FILENAME}", seed=request.seed,
+                          timeout=timeout)
     # HOME must be writable for the invoking uid, which has no passwd entry in the image.
     command = ["sh", "-c", 'mkdir -p "$HOME" && exec "$@"', "harness-run", *agent]
 
     volumes = {str(run_dir): {"bind": results_in, "mode": "rw"}}
-    env = {"HOME": HOME, "HARNESS_IMAGE": image, "PYTHONUNBUFFERED": "1", **request.extra_env}
+    # The plan and the image travel in the environment (not yet as --plan-id / --image-id) while
+    # framework images built from older harness code, whose agent refuses those flags, are about.
+    env = {"HOME": HOME, envvars.IMAGE: image, "PYTHONUNBUFFERED": "1"}
+    for name, value in ((envvars.IMAGE_ID, image_id), (envvars.PLAN_ID, request.plan_id)):
+        if value:
+            env[name] = value
     if exp.data_dir.is_dir():
         data_in = f"{WORKDIR}/{cfg.data_dir}"
         volumes[str(exp.data_dir)] = {"bind": data_in, "mode": "ro"}
-        env["HARNESS_DATA_DIR"] = data_in
+        env[envvars.DATA_DIR] = data_in
     labels = {LABEL: "1", "harness.experiment": exp.name, "harness.mode": request.mode,
               "harness.run_id": request.run_id, "harness.seed": "" if request.seed is None else str(request.seed),
               "harness.plan_id": request.plan_id or "", "harness.results": str(run_dir)}
@@ -205,7 +208,7 @@ def run_in_docker(request: RunRequest) -> RunOutcome:
     """
     from docker.errors import APIError, ImageNotFound
 
-    from harness.backends.outcome import finish_run, prepare_run_dir
+    from harness.backends.settle import finish_run, prepare_run_dir
 
     exp = request.experiment
     exp.script_for(request.mode)  # unknown mode -> UsageError before anything is built
@@ -213,8 +216,8 @@ def run_in_docker(request: RunRequest) -> RunOutcome:
     image = ensure_experiment_image(exp, rebuild=request.options.rebuild, echo=echo or (lambda _: None))
     client = docker_client(timeout=None)
     run_dir = prepare_run_dir(request)
-    settings = container_settings(request, image, run_dir)
     image_id = client.images.get(image).id
+    settings = container_settings(request, image, run_dir, image_id)
     log_path = run_dir / STDOUT_FILENAME
     container = None
     interrupted = False

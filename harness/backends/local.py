@@ -14,27 +14,26 @@ import sys
 import time
 from typing import Callable
 
+from harness import env as envvars
 from harness.backends import RunOutcome, RunRequest
 from harness.config import CONFIG_FILENAME, parse_gpus
 from harness.errors import ContainerRunError, UsageError
-from harness.results import STDOUT_FILENAME
+from harness.results.schema import STDOUT_FILENAME
 
 STOP_TIMEOUT = 10  # seconds between the agent's SIGTERM and SIGKILL of its process group
 
 
 def agent_command(request: RunRequest, results_dir: str, backend: str = "local") -> list[str]:
-    """The agent's command line for this run."""
+    """The agent's command line for this run, as a local process."""
+    from harness.agent import agent_command as command
+
     exp, opts, cfg = request.experiment, request.options, request.experiment.config
     assert request.run_id is not None
-    timeout = opts.timeout if opts.timeout is not None else cfg.timeout
-    cmd = [sys.executable, "-m", "harness.agent", "--mode", request.mode, "--results", results_dir,
-           "--run-id", request.run_id, "--experiment", exp.name, "--interval", str(cfg.sampling_interval),
-           "--backend", backend, "--config", str(exp.path / CONFIG_FILENAME)]
-    if request.seed is not None:
-        cmd += ["--seed", str(request.seed)]
-    if timeout is not None:
-        cmd += ["--timeout", str(timeout)]
-    return cmd + ["--", sys.executable, str(exp.script_for(request.mode))]
+    return command(python=sys.executable, script=str(exp.script_for(request.mode)), mode=request.mode,
+                   results=results_dir, run_id=request.run_id, experiment=exp.name,
+                   interval=cfg.sampling_interval, backend=backend, config=str(exp.path / CONFIG_FILENAME),
+                   seed=request.seed, timeout=opts.timeout if opts.timeout is not None else cfg.timeout,
+                   plan_id=request.plan_id)
 
 
 def _visible_devices(request: RunRequest) -> str | None:
@@ -76,18 +75,18 @@ def run_local(request: RunRequest) -> RunOutcome:
         UsageError: for an unknown mode or a bad GPU request.
         ContainerRunError: when the agent cannot be started.
     """
-    from harness.backends.outcome import finish_run, prepare_run_dir
+    from harness.backends.settle import finish_run, prepare_run_dir
 
     exp = request.experiment
     exp.script_for(request.mode)
     run_dir = prepare_run_dir(request)
     cmd = agent_command(request, str(run_dir))
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **request.extra_env)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
     visible = _visible_devices(request)
     if visible is not None:
         env["CUDA_VISIBLE_DEVICES"] = visible
     if exp.data_dir.is_dir():
-        env["HARNESS_DATA_DIR"] = str(exp.data_dir)
+        env[envvars.DATA_DIR] = str(exp.data_dir)
     echo = request.echo
     started = time.time()
     interrupted = False

@@ -18,7 +18,7 @@ import numpy as np
 
 from harness.compare import stats
 from harness.errors import ExperimentNotFoundError, HarnessError, ResultsError, UsageError
-from harness.results import RunResult, iter_run_dirs, load_run
+from harness.results.load import RunResult, iter_run_dirs, load_run
 
 DEFAULT_NOISE_BAND = 0.02
 UNSTABLE_SPREAD = 0.10

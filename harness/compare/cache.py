@@ -10,15 +10,15 @@ folders get shared, and a cache must not be a way to run code.
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.compare import stats
+from harness.results.io import write_atomic
 
 if TYPE_CHECKING:
     from harness.compare.analysis import RunData
@@ -72,16 +72,11 @@ def store(experiment_dir: Path, run: RunData) -> None:
     meta["steps"] = run.steps.to_dict() if run.steps else None
     meta["key"] = key
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.array(json.dumps(meta, default=_plain)), **{n: getattr(run, n) for n in ARRAYS})
-        os.replace(tmp, path)
+        buf = io.BytesIO()
+        np.savez(buf, meta=np.array(json.dumps(meta, default=_plain)), **{n: getattr(run, n) for n in ARRAYS})
+        write_atomic(path, buf.getvalue())
     except (OSError, TypeError, ValueError):
-        try:
-            os.unlink(tmp)
-        except (OSError, UnboundLocalError):
-            pass
+        pass
 
 
 def _plain(value: Any) -> Any:
@@ -101,7 +96,7 @@ def warm(experiment_dir: Path, mode: str, run_dir: Path) -> bool:
     """
     from harness.compare.analysis import reduce_run
     from harness.errors import ResultsError
-    from harness.results import load_run
+    from harness.results.load import load_run
 
     if load_cached(experiment_dir, mode, run_dir) is not None:
         return True

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.compare import tables
+from harness.results.io import write_atomic
 
 if TYPE_CHECKING:
     from harness.compare.analysis import Comparison, RunData
@@ -223,25 +224,10 @@ def write_reports(comp: Comparison, out_dir: Path | None = None, *, plots: bool 
              "html": out_dir / "report.html"}
     # Compact JSON: with ``indent`` the json module falls back to its pure-Python encoder, ~10x slower
     # on the per-batch lists of long runs.
-    _write_text_atomic(paths["json"], json.dumps(comparison_document(comp), separators=(",", ":"),
+    write_atomic(paths["json"], json.dumps(comparison_document(comp), separators=(",", ":"),
                                                  allow_nan=False) + "\n")
-    _write_text_atomic(paths["markdown"], tables.render_markdown(comp, images))
-    _write_text_atomic(paths["html"], render_html(comp, out_dir, images, plots))
+    write_atomic(paths["markdown"], tables.render_markdown(comp, images))
+    write_atomic(paths["html"], render_html(comp, out_dir, images, plots))
     for name in images.values():
         paths[name] = out_dir / name
     return paths
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the report from other users of a shared box
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -1,44 +1,27 @@
-"""The ``events.jsonl`` stream: buffered appends that survive SIGKILL up to the last flush.
+"""The ``events.jsonl`` writer: buffered appends that survive SIGKILL up to the last flush.
 
 The agent and the training script share one file. Each flush is a single ``write()`` of
 whole lines to a descriptor opened with ``O_APPEND``, so two writers never interleave
 inside a line and a reader sees at worst a cut last line after a crash (readers drop it).
 The hot path (``emit`` / the monitor's batch list) only appends to a list; JSON encoding
-happens on a background thread.
+happens on a background thread. The format itself is ``harness.results.events``.
 """
 
 from __future__ import annotations
 
 import atexit
-import json
-import math
 import os
 import threading
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable
+
+from harness.results.events import encode
 
 FLUSH_INTERVAL = 0.5  # seconds; the contract promises at least one flush per second
 
 Source = Callable[[], Iterable[dict[str, Any]]]
-
-
-def _default(value: Any) -> Any:
-    # numpy / torch scalars and paths arrive from user code (config dicts, metric values).
-    if hasattr(value, "item"):
-        try:
-            return value.item()
-        except (TypeError, ValueError):
-            pass
-    if isinstance(value, (Path, set, tuple)):
-        return str(value) if isinstance(value, Path) else list(value)
-    return repr(value)
-
-
-def encode(record: dict[str, Any]) -> str:
-    """One record as one JSON line (NaN stays NaN: Python's reader accepts it; results.json sanitises)."""
-    return json.dumps(record, separators=(",", ":"), default=_default) + "\n"
 
 
 class EventWriter:
@@ -126,39 +109,3 @@ def _flush_all() -> None:
             writer.flush()
         except OSError:
             pass
-
-
-def read_events(path: Path | str) -> tuple[list[dict[str, Any]], int]:
-    """Parse ``events.jsonl``; returns the records and how many bad lines were dropped.
-
-    A line that does not parse is dropped (the last one may be cut by a crash); so is a
-    line that is not an object.
-    """
-    records: list[dict[str, Any]] = []
-    dropped = 0
-    with open(path, "rb") as f:
-        for raw in f:
-            line = raw.strip()
-            if not line:
-                continue
-            try:
-                record = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                dropped += 1
-                continue
-            if isinstance(record, dict) and "type" in record:
-                records.append(record)
-            else:
-                dropped += 1
-    return records, dropped
-
-
-def finite(value: Any) -> Any:
-    """``None`` for NaN and infinities, so that results.json stays strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def iter_type(events: Iterable[dict[str, Any]], type: str) -> Iterator[dict[str, Any]]:
-    return (e for e in events if e.get("type") == type)

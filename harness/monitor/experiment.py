@@ -19,12 +19,19 @@ import threading
 import time
 from pathlib import Path
 from time import perf_counter_ns
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from harness.monitor.events import EventWriter
 
-# (i, dt_ns, wait_ns | None, n | None, epoch | None, end_perf_ns)
-BatchRecord = tuple
+class BatchRecord(NamedTuple):
+    """One timed batch, as the hot path records it (nanoseconds; encoded to an event later)."""
+
+    i: int
+    dt_ns: int
+    wait_ns: int | None
+    n: int | None
+    epoch: int | None
+    end_ns: int
 
 
 def _cuda_sync() -> Callable[[], None] | None:
@@ -95,7 +102,7 @@ class Timer:
         t0 = self._t0
         if t0 is None:
             return None
-        self.records.append((len(self.records), t - t0, self._wait, n, self.epoch, t))
+        self.records.append(BatchRecord(len(self.records), t - t0, self._wait, n, self.epoch, t))
         self._last_end = t
         self._t0 = None
         return (t - t0) / 1e9
@@ -107,7 +114,7 @@ class Timer:
     @property
     def batch_times(self) -> list[tuple[int, float]]:
         """Seed format: ``[(global_batch_idx, seconds)]``."""
-        return [(r[0], r[1] / 1e9) for r in self.records]
+        return [(r.i, r.dt_ns / 1e9) for r in self.records]
 
 
 class MetricsLogger:
@@ -157,13 +164,6 @@ class ResourceMonitor:
         if self._thread is not None:
             self._thread.stop()
             self._thread = None
-
-    def sample_once(self) -> dict[str, Any]:
-        from harness.monitor.sampler import ResourceSampler
-
-        if self._sampler is None:
-            self._sampler = ResourceSampler(gpus=self.gpus)
-        return self._sampler.sample()
 
     def close(self) -> None:
         self.stop()
@@ -331,7 +331,7 @@ class ExperimentMonitor:
     # -- output ---------------------------------------------------------------------
     def results(self) -> dict[str, Any]:
         """The seed's JSON document (§6.1, extended) for every mode so far."""
-        from harness.results_build import build_mode
+        from harness.results.build import build_mode
 
         return {
             "experiment_name": self.experiment_name,
@@ -349,11 +349,11 @@ class ExperimentMonitor:
 
     def save_json(self, path: str | os.PathLike[str] | None = None) -> Path:
         """Write :meth:`results` atomically; returns the file's path."""
-        from harness.results import write_json_atomic
-        from harness.monitor.events import finite
+        from harness.results.events import sanitise
+        from harness.results.io import write_json_atomic
 
         target = Path(path) if path else self.output_dir() / f"{self.experiment_name}_results.json"
-        write_json_atomic(target, _sanitise(self.results(), finite))
+        write_json_atomic(target, sanitise(self.results()))
         return target
 
     def plot_metrics(self, path: str | os.PathLike[str] | None = None) -> Path:
@@ -406,9 +406,9 @@ class ExperimentMonitor:
                 self._pending.append(record)
 
     def _batch_event(self, r: BatchRecord) -> dict[str, Any]:
-        m = r[5] / 1e9
-        return {"t": m + self._wall_offset, "m": m, "type": "batch", "i": r[0], "dt": r[1] / 1e9,
-                "wait": r[2] / 1e9 if r[2] is not None else None, "n": r[3], "epoch": r[4]}
+        m = r.end_ns / 1e9
+        return {"t": m + self._wall_offset, "m": m, "type": "batch", "i": r.i, "dt": r.dt_ns / 1e9,
+                "wait": r.wait_ns / 1e9 if r.wait_ns is not None else None, "n": r.n, "epoch": r.epoch}
 
     def _drain(self) -> list[dict[str, Any]]:
         """Records produced since the last flush (called by the writer under its lock)."""
@@ -477,11 +477,3 @@ def _allocator_peak_mb() -> float | None:
     except Exception:
         return None
     return None
-
-
-def _sanitise(value: Any, finite: Callable[[Any], Any]) -> Any:
-    if isinstance(value, dict):
-        return {k: _sanitise(v, finite) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_sanitise(v, finite) for v in value]
-    return finite(value)

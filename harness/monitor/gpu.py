@@ -19,9 +19,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-# The metrics we query, each one NVML call; names as in the sample event.
-METRICS = ("util", "mem_used", "mem_total", "power_w", "temp_c", "sm_clock_mhz")
-
 
 class GpuProbe:
     """Owns the NVML session and the device handles; :meth:`read` returns one sample's ``gpus``."""

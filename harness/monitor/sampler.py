@@ -1,7 +1,7 @@
 """One resource sample (cgroup CPU/memory/PSI + NVML GPUs), and a thread that takes them.
 
 A sample keeps raw counters with monotonic (``m``) and wall (``t``) timestamps;
-aggregates are computed afterwards (results_build). Costs: a handful of ``pread`` calls on
+aggregates are computed afterwards (harness.results.build). Costs: a handful of ``pread`` calls on
 files opened once, plus one NVML call per GPU metric; no subprocess, no path lookup.
 Where no cgroup filesystem exists (macOS, some sandboxes) psutil measures our process
 tree instead, which is the only place psutil is used.

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
 from harness.errors import ResultsError
-from harness.monitor.events import finite, read_events
-from harness.results import SCHEMA_VERSION
+from harness.results.events import finite, read_events
+from harness.results.schema import EVENTS_FILENAME, SCHEMA_VERSION
+
 _PER_MODE = {"batch", "loss", "accuracy", "metric", "phase", "sample", "mode_start", "mode_stop"}
 
 
@@ -56,51 +58,70 @@ def split_by_mode(events: Iterable[dict[str, Any]], default_mode: str) -> dict[s
     return out
 
 
-def build_mode(events: list[dict[str, Any]], config: dict[str, Any] | None = None,
-               wall_time: float | None = None) -> dict[str, Any]:
-    """One ``modes.<mode>`` object (seed 004 §6.1, extended) from that mode's events."""
-    cfg = config or {}
-    batches: list[dict[str, Any]] = []
-    losses: list[list[Any]] = []
-    accuracies: list[list[Any]] = []
-    custom: dict[str, list[list[Any]]] = {}
-    phases: list[list[Any]] = []
-    samples: list[dict[str, Any]] = []
-    start_m = stop_total = allocator = None
-    first_m = last_m = None
+@dataclass
+class _ModeEvents:
+    """One mode's events, sorted by kind (what :func:`build_mode` aggregates)."""
+
+    config: dict[str, Any]
+    batches: list[dict[str, Any]] = field(default_factory=list)
+    losses: list[list[Any]] = field(default_factory=list)
+    accuracies: list[list[Any]] = field(default_factory=list)
+    custom: dict[str, list[list[Any]]] = field(default_factory=dict)
+    phases: list[list[Any]] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    start_m: float | None = None
+    stop_total: float | None = None
+    allocator: float | None = None
+    first_m: float | None = None
+    last_m: float | None = None
+
+
+def _collect(events: list[dict[str, Any]], config: dict[str, Any]) -> _ModeEvents:
+    out = _ModeEvents(config=config)
     for e in events:
         kind = e.get("type")
         m = e.get("m")
         if isinstance(m, (int, float)):
-            first_m = m if first_m is None else min(first_m, m)
-            last_m = m if last_m is None else max(last_m, m)
+            out.first_m = m if out.first_m is None else min(out.first_m, m)
+            out.last_m = m if out.last_m is None else max(out.last_m, m)
         if kind == "batch":
-            batches.append(e)
+            out.batches.append(e)
         elif kind == "loss":
-            losses.append([e.get("epoch"), e.get("batch"), finite(e.get("value"))])
+            out.losses.append([e.get("epoch"), e.get("batch"), finite(e.get("value"))])
         elif kind == "accuracy":
-            accuracies.append([e.get("epoch"), e.get("batch"), finite(e.get("value"))])
+            out.accuracies.append([e.get("epoch"), e.get("batch"), finite(e.get("value"))])
         elif kind == "metric":
-            custom.setdefault(str(e.get("name")), []).append([e.get("step"), finite(e.get("value"))])
+            out.custom.setdefault(str(e.get("name")), []).append([e.get("step"), finite(e.get("value"))])
         elif kind == "phase":
-            phases.append([e.get("t"), e.get("name")])
+            out.phases.append([e.get("t"), e.get("name")])
         elif kind == "sample":
-            samples.append(e)
+            out.samples.append(e)
         elif kind == "mode_start":
-            start_m = m
+            out.start_m = m
             if isinstance(e.get("config"), dict):
-                cfg = e["config"]
+                out.config = e["config"]
         elif kind == "mode_stop":
-            stop_total = e.get("total_time")
-            allocator = e.get("gpu_allocator_peak_mb", allocator)
+            out.stop_total = e.get("total_time")
+            out.allocator = e.get("gpu_allocator_peak_mb", out.allocator)
+    return out
 
-    batch_times = [[b.get("i"), b.get("dt")] for b in batches]
-    waits = [[b.get("i"), b.get("wait")] for b in batches if b.get("wait") is not None]
-    sizes = [[b.get("i"), b.get("n")] for b in batches if b.get("n") is not None]
+
+def _total_time(c: _ModeEvents, wall_time: float | None) -> float:
+    if c.stop_total is not None:
+        return c.stop_total
+    if c.start_m is not None and c.last_m is not None:
+        return c.last_m - c.start_m
+    if wall_time is not None:
+        return wall_time
+    return (c.last_m - c.first_m) if c.first_m is not None and c.last_m is not None else 0.0
+
+
+def _batch_summary(batches: list[dict[str, Any]], config: dict[str, Any]) -> dict[str, Any]:
+    """num_batches, batch_time, data_wait_fraction and throughput (samples/s over dt + wait)."""
     dts = [float(b["dt"]) for b in batches if isinstance(b.get("dt"), (int, float))]
     wait_sum = math.fsum(float(b["wait"]) for b in batches if isinstance(b.get("wait"), (int, float)))
     busy = math.fsum(dts) + wait_sum
-    default_n = cfg.get("batch_size") if isinstance(cfg.get("batch_size"), int) else None
+    default_n = config.get("batch_size") if isinstance(config.get("batch_size"), int) else None
     n_total = 0
     n_known = bool(batches)
     for b in batches:
@@ -109,42 +130,39 @@ def build_mode(events: list[dict[str, Any]], config: dict[str, Any] | None = Non
             n_known = False
             break
         n_total += n
+    return {"num_batches": len(batches), "batch_time": stats(dts),
+            "data_wait_fraction": (wait_sum / busy) if busy > 0 else None,
+            "throughput": (n_total / busy) if n_known and busy > 0 else None}
 
-    if stop_total is not None:
-        total_time = stop_total
-    elif start_m is not None and last_m is not None:
-        total_time = last_m - start_m
-    elif wall_time is not None:
-        total_time = wall_time
-    else:
-        total_time = (last_m - first_m) if first_m is not None and last_m is not None else 0.0
 
-    usage = resource_usage(samples)
-    loss_values = [v[2] for v in losses if v[2] is not None]
-    acc_values = [v[2] for v in accuracies if v[2] is not None]
-    summary: dict[str, Any] = {
-        "total_time": total_time,
-        "num_batches": len(batches),
-        "batch_time": stats(dts),
-        "data_wait_fraction": (wait_sum / busy) if busy > 0 else None,
-        "throughput": (n_total / busy) if n_known and busy > 0 else None,
-        "loss": {"initial": loss_values[0], "final": loss_values[-1], "min": min(loss_values),
-                 "max": max(loss_values)} if loss_values else {"initial": None, "final": None, "min": None,
-                                                               "max": None},
-        "accuracy": {"initial": acc_values[0], "final": acc_values[-1], "best": max(acc_values)}
-        if acc_values else {"initial": None, "final": None, "best": None},
-    }
-    summary.update(resource_summary(samples))
-    if allocator is not None:
-        summary.setdefault("gpu_allocator_peak_mb", allocator)
+def _quality_summary(c: _ModeEvents) -> dict[str, Any]:
+    loss_values = [v[2] for v in c.losses if v[2] is not None]
+    acc_values = [v[2] for v in c.accuracies if v[2] is not None]
+    loss = {"initial": loss_values[0], "final": loss_values[-1], "min": min(loss_values),
+            "max": max(loss_values)} if loss_values else {"initial": None, "final": None, "min": None, "max": None}
+    accuracy = {"initial": acc_values[0], "final": acc_values[-1], "best": max(acc_values)} \
+        if acc_values else {"initial": None, "final": None, "best": None}
+    return {"loss": loss, "accuracy": accuracy}
+
+
+def build_mode(events: list[dict[str, Any]], config: dict[str, Any] | None = None,
+               wall_time: float | None = None) -> dict[str, Any]:
+    """One ``modes.<mode>`` object (seed 004 §6.1, extended) from that mode's events."""
+    c = _collect(events, config or {})
+    batches = c.batches
+    summary: dict[str, Any] = {"total_time": _total_time(c, wall_time), **_batch_summary(batches, c.config),
+                               **_quality_summary(c)}
+    summary.update(resource_summary(c.samples))
+    if c.allocator is not None:
+        summary.setdefault("gpu_allocator_peak_mb", c.allocator)
     return {
-        "config": cfg,
-        "batch_times": batch_times,
-        "data_wait_times": waits,
-        "batch_sizes": sizes,
-        "resource_usage": usage,
-        "metrics": {"losses": losses, "accuracies": accuracies, "custom": custom},
-        "phases": phases,
+        "config": c.config,
+        "batch_times": [[b.get("i"), b.get("dt")] for b in batches],
+        "data_wait_times": [[b.get("i"), b.get("wait")] for b in batches if b.get("wait") is not None],
+        "batch_sizes": [[b.get("i"), b.get("n")] for b in batches if b.get("n") is not None],
+        "resource_usage": resource_usage(c.samples),
+        "metrics": {"losses": c.losses, "accuracies": c.accuracies, "custom": c.custom},
+        "phases": c.phases,
         "summary": summary,
     }
 
@@ -310,7 +328,7 @@ def rebuild_from_events(run_dir: Path | str) -> dict[str, Any]:
         ResultsError: when events.jsonl is missing or holds no record.
     """
     run_dir = Path(run_dir)
-    path = run_dir / "events.jsonl"
+    path = run_dir / EVENTS_FILENAME
     try:
         events, dropped = read_events(path)
     except FileNotFoundError as e:

@@ -1,8 +1,9 @@
 """What both backends do around a run: make its folder, then settle its status and results.json.
 
-The agent's ``results.json`` is authoritative for what the script did; the backend adds what
-only it knows (which backend, which image, that the user pressed Ctrl-C, that the engine saw
-an OOM kill, that the agent itself died and wrote nothing).
+The agent's ``results.json`` is authoritative for what the script did (it was told the plan id
+and the image on its command line); the backend adds what only it knows (which backend, that the
+user pressed Ctrl-C, that the engine saw an OOM kill, that the agent itself died and wrote
+nothing). The status rules are ``harness.results.status``; the write is ``update_run``.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from typing import Any
 
 from harness import __version__
 from harness.backends import RunOutcome, RunRequest
-from harness.errors import ResultsError
-from harness.results import EVENTS_FILENAME, RESULTS_FILENAME, SCHEMA_VERSION, STDOUT_FILENAME, load_results_file, \
-    write_json_atomic
+from harness.results.io import load_or_rebuild, update_run
+from harness.results.schema import SCHEMA_VERSION, STDOUT_FILENAME
+from harness.results.status import Evidence, decide_status
 
 SHM_HINT = ("the run ran out of shared memory (DataLoader workers pass batches through /dev/shm): "
             "raise --shm-size (e.g. 8g) or use --ipc host")
@@ -25,8 +26,7 @@ _SHM_MARKERS = ("bus error", "shared memory", "/dev/shm", "shm_open")
 
 def run_dir_for(request: RunRequest) -> Path:
     assert request.run_id is not None
-    root = request.results_root or request.experiment.results_dir
-    return Path(root) / request.mode / request.run_id
+    return request.experiment.results_dir / request.mode / request.run_id
 
 
 def prepare_run_dir(request: RunRequest) -> Path:
@@ -38,17 +38,9 @@ def prepare_run_dir(request: RunRequest) -> Path:
 
 def _load_or_rebuild(run_dir: Path) -> dict[str, Any] | None:
     try:
-        return load_results_file(run_dir / RESULTS_FILENAME)
-    except ResultsError:
-        pass
-    if (run_dir / EVENTS_FILENAME).is_file():
-        try:
-            from harness.results_build import rebuild_from_events
-
-            return rebuild_from_events(run_dir)
-        except Exception:  # a rebuild that fails must not hide the run's status; we write a minimal one
-            return None
-    return None
+        return load_or_rebuild(run_dir)
+    except Exception:  # a rebuild that fails must not hide the run's status; we write a minimal one
+        return None
 
 
 def _oom_in_events(data: dict[str, Any] | None, mode: str) -> bool:
@@ -76,7 +68,8 @@ def _signal_message(exit_code: int | None) -> str:
     return f"exit code {exit_code}"
 
 
-def _minimal_results(request: RunRequest, backend: str, started: float) -> dict[str, Any]:
+def _minimal_results(request: RunRequest, backend: str, started: float, image: str | None,
+                     image_id: str | None) -> dict[str, Any]:
     """What we can say about a run whose agent wrote nothing (it never started, or died at once)."""
     now = time.time()
     return {
@@ -84,9 +77,9 @@ def _minimal_results(request: RunRequest, backend: str, started: float) -> dict[
         "datetime": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
         "run": {"run_id": request.run_id, "mode": request.mode, "seed": request.seed, "status": "failed",
                 "exit_code": None, "signal": None, "error": None, "wall_time": now - started,
-                "started_at": started, "ended_at": now, "command": None, "backend": backend, "image": None,
+                "started_at": started, "ended_at": now, "command": None, "backend": backend, "image": image,
                 "gpus": list(request.gpu_ids or []), "plan_id": request.plan_id, "node": None},
-        "environment": {"harness_version": __version__, "image_id": None, "seed": request.seed},
+        "environment": {"harness_version": __version__, "image_id": image_id, "seed": request.seed},
         "modes": {request.mode: {"config": {}, "batch_times": []}},
     }
 
@@ -103,64 +96,44 @@ def shm_problem(log_path: Path) -> bool:
     return any(m in tail for m in _SHM_MARKERS)
 
 
+def _message(status: str, exit_code: int | None) -> str:
+    if status == "completed":
+        return "completed"
+    if status == "oom_killed":
+        return "killed by the OOM killer: the run exceeded its memory limit"
+    if status == "timeout":
+        return "stopped at its timeout"
+    if status == "interrupted":
+        return "interrupted"
+    return _signal_message(exit_code)
+
+
 def finish_run(request: RunRequest, run_dir: Path, *, backend: str, exit_code: int | None, interrupted: bool,
                wall_time: float, image: str | None = None, image_id: str | None = None,
                engine_oom: bool = False) -> RunOutcome:
     """Settle the run's status, complete its results.json, and return the outcome."""
-    started = time.time() - wall_time
     data = _load_or_rebuild(run_dir)
-    agent_status = data["run"].get("status") if data else None
+    recorded = data["run"].get("status") if data else None
     if data is None:
-        data = _minimal_results(request, backend, started)
-    run = data.setdefault("run", {})
-
-    if interrupted:
-        status = "interrupted"
-    elif agent_status in ("oom_killed", "timeout"):
-        status = agent_status
-    elif agent_status == "completed" and exit_code == 0:
-        status = "completed"
-    elif exit_code is not None and exit_code != 0 and (engine_oom or _oom_in_events(data, request.mode)):
-        # The engine's OOMKilled flag alone is unreliable (it misses kills of a child of PID 1);
-        # the agent's cgroup counter is the first witness, the flag a second one.
-        status = "oom_killed"
-    elif agent_status in ("failed", "interrupted"):
-        status = agent_status
-    else:
-        status = "failed"
-
-    if status == "completed":
-        message = "completed"
-    elif status == "oom_killed":
-        message = "killed by the OOM killer: the run exceeded its memory limit"
-    elif status == "timeout":
-        message = "stopped at its timeout"
-    elif status == "interrupted":
-        message = "interrupted"
-    else:
-        message = _signal_message(exit_code)
+        data = _minimal_results(request, backend, time.time() - wall_time, image, image_id)
+    status = decide_status(Evidence(exit_code=exit_code, user_stopped=interrupted, engine_oom=engine_oom,
+                                    oom_counter_rose=_oom_in_events(data, request.mode),
+                                    recorded=recorded or "failed"))
+    message = _message(status, exit_code)
     hint = None
     if status == "failed" and shm_problem(run_dir / STDOUT_FILENAME):
         hint = SHM_HINT
     elif status == "oom_killed":
         hint = "raise --memory, or lower the batch size / number of DataLoader workers"
-
-    run["status"] = status
-    run["backend"] = backend
+    run = data.setdefault("run", {})
+    fields: dict[str, Any] = {"status": status, "backend": backend}
     if run.get("exit_code") is None:
-        run["exit_code"] = exit_code
-    if image and not run.get("image"):
-        run["image"] = image
+        fields["exit_code"] = exit_code
     if request.gpu_ids and not run.get("gpus"):
-        run["gpus"] = [str(g) for g in request.gpu_ids]
-    if request.plan_id and not run.get("plan_id"):
-        run["plan_id"] = request.plan_id
+        fields["gpus"] = [str(g) for g in request.gpu_ids]
     if status != "completed" and not run.get("error"):
-        run["error"] = message
-    env = data.setdefault("environment", {})
-    if image_id and not env.get("image_id"):
-        env["image_id"] = image_id
-    write_json_atomic(run_dir / RESULTS_FILENAME, data)
+        fields["error"] = message
+    update_run(run_dir, base=data, **fields)
     assert request.run_id is not None
     return RunOutcome(run_id=request.run_id, run_dir=run_dir, status=status, exit_code=exit_code,
                       backend=backend, wall_time=wall_time, message=message, hint=hint)

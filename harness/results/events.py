@@ -1,0 +1,70 @@
+"""The ``events.jsonl`` format: how one record is encoded and how a file of them is read back.
+
+The threaded writer (``harness.monitor.events.EventWriter``) lives with the monitor; the
+format lives here, beside results.json's, because the host side reads it too (rebuilds).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+def _default(value: Any) -> Any:
+    # numpy / torch scalars and paths arrive from user code (config dicts, metric values).
+    if hasattr(value, "item"):
+        try:
+            return value.item()
+        except (TypeError, ValueError):
+            pass
+    if isinstance(value, (Path, set, tuple)):
+        return str(value) if isinstance(value, Path) else list(value)
+    return repr(value)
+
+
+def encode(record: dict[str, Any]) -> str:
+    """One record as one JSON line (NaN stays NaN: Python's reader accepts it; results.json sanitises)."""
+    return json.dumps(record, separators=(",", ":"), default=_default) + "\n"
+
+
+def read_events(path: Path | str) -> tuple[list[dict[str, Any]], int]:
+    """Parse ``events.jsonl``; returns the records and how many bad lines were dropped.
+
+    A line that does not parse is dropped (the last one may be cut by a crash); so is a
+    line that is not an object.
+    """
+    records: list[dict[str, Any]] = []
+    dropped = 0
+    with open(path, "rb") as f:
+        for raw in f:
+            line = raw.strip()
+            if not line:
+                continue
+            try:
+                record = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                dropped += 1
+                continue
+            if isinstance(record, dict) and "type" in record:
+                records.append(record)
+            else:
+                dropped += 1
+    return records, dropped
+
+
+def finite(value: Any) -> Any:
+    """``None`` for NaN and infinities, so that results.json stays strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def sanitise(value: Any) -> Any:
+    """``value`` with every NaN and infinity (at any depth) turned into ``None``; tuples become lists."""
+    if isinstance(value, dict):
+        return {k: sanitise(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [sanitise(v) for v in value]
+    return finite(value)

@@ -1,0 +1,141 @@
+"""Reading and writing result files: one atomic writer, one loader, one way to change a finished run.
+
+Every file harness writes for a reader (results.json, state.json, reports, the compare cache)
+goes through :func:`write_atomic`, so a reader sees the old file or the whole new one, never
+half, and every such file gets the same mode (0644 under the usual umask). Every host-side
+change to a finished run's results.json goes through :func:`update_run`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ResultsError
+from harness.results.events import sanitise
+from harness.results.schema import EVENTS_FILENAME, RESULTS_FILENAME, validate_results
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where the kernel tells (Linux >= 4.7)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def write_atomic(path: Path, data: bytes | str) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one, never half.
+
+    The file gets the mode a plain ``open()`` would give it (0666 less the umask): mkstemp's
+    0600 would hide results and reports from the other users of a shared machine.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+            f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars and paths reach us from user code and aggregates.
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """``data`` as indented, strict JSON (no NaN), written by :func:`write_atomic`."""
+    text = json.dumps(data, indent=1, allow_nan=False, default=_json_default)
+    write_atomic(Path(path), text + "\n")
+
+
+def write_results(run_dir: Path, data: dict[str, Any]) -> Path:
+    """Write a run's results.json (NaN and infinities become null); the one writer of that file."""
+    path = Path(run_dir) / RESULTS_FILENAME
+    write_json_atomic(path, sanitise(data))
+    return path
+
+
+def load_results_file(path: Path) -> dict[str, Any]:
+    """Read and check one results.json.
+
+    Raises:
+        ResultsError: when the file is missing, cut short, not JSON, or not a harness results file.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise ResultsError(path, "not found") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ResultsError(path, f"cannot be read ({e.__class__.__name__})") from e
+    if not text.strip():
+        raise ResultsError(path, "is empty")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        problem = "is cut short" if e.pos >= len(text.rstrip()) - 1 else "is not valid JSON"
+        raise ResultsError(path, f"{problem} ({e.msg} at line {e.lineno})",
+                           hint="delete the run folder, or run it again") from e
+    validate_results(data, path)
+    return data
+
+
+def load_or_rebuild(run_dir: Path) -> dict[str, Any]:
+    """A run's results document: its results.json, else rebuilt from its events.jsonl.
+
+    Raises:
+        ResultsError: when neither gives a document.
+    """
+    from harness.results.build import rebuild_from_events
+
+    run_dir = Path(run_dir)
+    try:
+        return load_results_file(run_dir / RESULTS_FILENAME)
+    except ResultsError:
+        if not (run_dir / EVENTS_FILENAME).is_file():
+            raise
+    return rebuild_from_events(run_dir)
+
+
+def update_run(run_dir: Path, *, base: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    """Set ``run.<field>`` for each keyword in a run's results.json and rewrite it atomically.
+
+    The one way the host side changes a run after its agent wrote it. ``base`` is the document
+    to start from when the caller already holds one (rebuilt, or made for a run whose agent
+    wrote nothing); otherwise results.json is read, or rebuilt from events.jsonl.
+
+    Raises:
+        ResultsError: when there is no document to update.
+    """
+    data = base if base is not None else load_or_rebuild(run_dir)
+    data.setdefault("run", {}).update(fields)
+    write_results(run_dir, data)
+    return data
