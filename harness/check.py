@@ -46,7 +46,7 @@ def _gib(n: float) -> str:
 
 
 def check_engine() -> tuple[CheckResult, Any]:
-    from harness.images import docker_client
+    from harness.engine import docker_client
 
     try:
         client = docker_client(timeout=5)

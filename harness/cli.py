@@ -156,7 +156,7 @@ def run(modes: tuple[str, ...], experiment_dir: Path | None, seeds: str | None, 
       harness run --resume                      # after a crash or Ctrl-C
       harness run optimization --backend local --timeout 600
     """
-    from harness.backends import RunOptions
+    from harness.settings import RunOptions
 
     experiment = _experiment(experiment_dir)
     seed_list = _parse_seeds(seeds)
@@ -164,11 +164,13 @@ def run(modes: tuple[str, ...], experiment_dir: Path | None, seeds: str | None, 
         raise UsageError("name at least one mode (e.g. `harness run baseline`), 'all', or --resume")
     options = RunOptions(backend=backend, gpus=gpus, cpus=cpus, memory=memory, shm_size=shm_size,
                          network=network, ipc=ipc, timeout=timeout, rebuild=rebuild)
+    from harness.compare.cache import warm
     from harness.plan import execute
 
     failed = execute(experiment=experiment, modes=list(modes), seeds=seed_list,
                      options=options, dry_run=dry_run, resume=resume, fail_fast=fail_fast,
-                     parallel=parallel, executor=executor, address=address, echo=click.echo)
+                     parallel=parallel, executor=executor, address=address, echo=click.echo,
+                     on_run_completed=warm)
     if failed:
         sys.exit(1)
 
@@ -282,16 +284,16 @@ def check(as_json: bool) -> None:
 @click.option("--all", "show_all", is_flag=True, help="Show exited containers too.")
 def ps(show_all: bool) -> None:
     """List running (and with --all, leftover) harness containers."""
-    from harness.backends.docker import list_containers, print_containers
+    from harness.engine import list_containers, render_containers
 
-    print_containers(list_containers(include_stopped=True if show_all else False), echo=click.echo)
+    click.echo(render_containers(list_containers(include_stopped=True if show_all else False)))
 
 
 @cli.command()
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def clean(yes: bool) -> None:
     """Remove leftover harness containers (by label; nothing else is touched)."""
-    from harness.backends.docker import clean_containers, list_containers
+    from harness.engine import clean_containers, list_containers
 
     leftovers = [c for c in list_containers(include_stopped=True) if c.status != "running"]
     if not leftovers:

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from harness import __version__
-from harness.errors import EngineUnavailableError, ImageBuildError, UsageError
+from harness.engine import docker_client, engine_message
+from harness.errors import ImageBuildError, UsageError
 from harness.resources import docker_dir, repo_root
 
 if TYPE_CHECKING:
@@ -43,49 +44,10 @@ BOOTSTRAP_REPO = "harness/base"
 BOOTSTRAP_SUITE = "bookworm"
 BOOTSTRAP_TAG = f"{BOOTSTRAP_REPO}:{BOOTSTRAP_SUITE}"
 BOOTSTRAP_PACKAGES = ("python3", "python3-venv", "ca-certificates")
-ENGINE_HINT = "start the engine: sudo systemctl start docker (or run dockerd)"
 # Hatchling's zip timestamps come from here: a fixed date makes the harness wheel byte-identical
 # across builds of the same code, so the layer that installs it stays cached.
 _SOURCE_DATE_EPOCH = "1577836800"
 _LOG_TAIL = 25
-
-
-def docker_client(timeout: float | None = 60) -> "docker.DockerClient":
-    """A client for the engine the environment points at (DOCKER_HOST or the local socket).
-
-    ``timeout`` None means no read timeout: log streams and builds may be silent for long.
-
-    Raises:
-        EngineUnavailableError: when no engine answers.
-    """
-    import docker
-
-    try:
-        # Ping with a short timeout even when the caller wants none: a hung engine must not hang us.
-        client = docker.from_env(timeout=min(timeout, 10) if timeout is not None else 10)
-        client.ping()
-        client.api.timeout = timeout
-    except Exception as e:  # DockerException, or requests' ConnectionError and friends
-        where = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
-        raise EngineUnavailableError(f"the Docker engine at {where} does not answer ({_engine_reason(e)})",
-                                     hint=_engine_hint(e)) from e
-    return client
-
-
-def _engine_reason(err: Exception) -> str:
-    text = " ".join(str(err).split())
-    for needle, reason in (("Permission denied", "permission denied"), ("Connection refused", "connection refused"),
-                           ("No such file or directory", "no socket"), ("timed out", "timed out"),
-                           ("Read timed out", "timed out"), ("Name or service not known", "unknown host")):
-        if needle in text:
-            return reason
-    return text[:120]
-
-
-def _engine_hint(err: Exception) -> str:
-    if "Permission denied" in str(err):
-        return "add yourself to the docker group (sudo usermod -aG docker $USER, then log in again)"
-    return ENGINE_HINT
 
 
 def framework_tag(framework: str) -> str:
@@ -136,7 +98,7 @@ def stream_build(client: "docker.DockerClient", *, echo: Echo, what: str, **kwar
                 raise ImageBuildError(f"building {what} failed: {message}", log_tail="\n".join(tail),
                                       hint=_build_hint(message))
     except APIError as e:
-        message = " ".join(str(e.explanation or e).split())
+        message = engine_message(e)
         raise ImageBuildError(f"building {what} failed: {message}", log_tail="\n".join(tail),
                               hint=_build_hint(message)) from e
     if image_id is None:

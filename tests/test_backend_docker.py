@@ -199,7 +199,7 @@ def test_sigint_to_harness_run_removes_the_container(pytorch_image, tiny_experim
 def test_ps_and_clean_touch_only_harness_containers(pytorch_image):
     import docker
 
-    from harness.backends.docker import clean_containers, list_containers
+    from harness.engine import clean_containers, list_containers
 
     client = docker.from_env()
     ours = client.containers.create(pytorch_image, ["true"], labels={
@@ -229,7 +229,8 @@ def test_container_settings_isolate_and_limit(tiny_experiment):
     """The create() arguments, without an engine: what each run's container is allowed."""
     from docker.types import DeviceRequest
 
-    from harness.backends.docker import container_settings, device_requests
+    from harness.backends.docker import container_settings
+    from harness.settings import GpuRequest
 
     exp = tiny_experiment({"baseline": "pass\n"}, name="csettings")
     exp.data_dir.mkdir()
@@ -255,11 +256,11 @@ def test_container_settings_isolate_and_limit(tiny_experiment):
     host_ipc = container_settings(RunRequest(experiment=exp, mode="baseline", seed=None, run_id="R2",
                                              options=RunOptions(ipc="host", network="bridge")), "img", run_dir)
     assert host_ipc["ipc_mode"] == "host" and "shm_size" not in host_ipc and host_ipc["network_mode"] == "bridge"
-    assert device_requests("all", None) == [DeviceRequest(count=-1, capabilities=[["gpu"]])]
-    assert device_requests("count:2", None) == [DeviceRequest(count=2, capabilities=[["gpu"]])]
-    assert device_requests("0,2", None) == [DeviceRequest(device_ids=["0", "2"], capabilities=[["gpu"]])]
+    assert GpuRequest("all").device_requests(None) == [DeviceRequest(count=-1, capabilities=[["gpu"]])]
+    assert GpuRequest("count:2").device_requests(None) == [DeviceRequest(count=2, capabilities=[["gpu"]])]
+    assert GpuRequest("0,2").device_requests(None) == [DeviceRequest(device_ids=["0", "2"], capabilities=[["gpu"]])]
     # A scheduler's ids become device ids (not CUDA_VISIBLE_DEVICES), whatever the config says.
-    assert device_requests("none", ["3"]) == [DeviceRequest(device_ids=["3"], capabilities=[["gpu"]])]
+    assert GpuRequest("none").device_requests(["3"]) == [DeviceRequest(device_ids=["3"], capabilities=[["gpu"]])]
 
 
 @pytest.mark.docker

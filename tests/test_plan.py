@@ -18,9 +18,11 @@ from harness.errors import MissingDependencyError, PlanError, UsageError
 from harness.experiment import load_experiment
 from harness.plan import (Plan, PlanLock, execute, interleave, list_plans, load_plan,
                           make_plan, reconcile, resolve_modes, resume_plan, save_plan)
-from harness.progress import EventTail, Progress
-from harness.ray_executor import map_gpus, pack_experiment, task_resources, unpack
-from harness.scheduling import GpuInfo, assign_slots, cpu_slots, format_cpuset, gpu_groups, gpu_request
+from harness.plan.progress import EventTail, Progress
+from harness.plan.ray import task_resources
+from harness.plan.ray_task import map_gpus, pack_experiment, unpack
+from harness.plan.slots import GpuInfo, assign_slots, cpu_slots, format_cpuset, gpu_groups
+from harness.settings import GpuRequest, RunSettings
 
 SCRIPT_OK = "import sys; sys.exit(0)\n"
 # Fails for seed 1 only: a seed that breaks must not stop the others.
@@ -229,35 +231,40 @@ def test_gpu_groups_never_share_a_gpu() -> None:
 
 
 def test_gpu_request_forms() -> None:
-    assert gpu_request("all", ["0", "1"]) == (["0", "1"], 1)
-    assert gpu_request("count:2", ["0", "1", "2", "3"]) == (["0", "1", "2", "3"], 2)
-    assert gpu_request("1,3", ["0", "1", "2", "3"]) == (["1", "3"], 1)
-    assert gpu_request("none", ["0"]) == ([], 0)
+    assert GpuRequest("all").pool(["0", "1"]) == (["0", "1"], 1)
+    assert GpuRequest("count:2").pool(["0", "1", "2", "3"]) == (["0", "1", "2", "3"], 2)
+    assert GpuRequest("1,3").pool(["0", "1", "2", "3"]) == (["1", "3"], 1)
+    assert GpuRequest("none").pool(["0"]) == ([], 0)
     with pytest.raises(UsageError, match="GPU 7 is not on this machine"):
-        gpu_request("0,7", ["0", "1"])
+        GpuRequest("0,7").pool(["0", "1"])
 
 
 def test_assign_slots_gpu_and_cpu_paths() -> None:
     gpus = [GpuInfo("0", "GPU-a"), GpuInfo("1", "GPU-b", busy=True), GpuInfo("2", "GPU-c")]
-    slots, notes = assign_slots("all", gpus, [0, 1, 2, 3], runs=6, cores_per_run=None)
+    slots, notes = assign_slots(GpuRequest("all"), gpus, [0, 1, 2, 3], runs=6, cores_per_run=None)
     assert [s.gpu_ids for s in slots] == [["0"], ["2"]] and all(s.cpuset is None for s in slots)
     assert notes[1] == "Skipping busy GPU(s) 1: other processes use them."
-    slots, notes = assign_slots("none", [], [0, 1], runs=4, cores_per_run=None)
+    slots, notes = assign_slots(GpuRequest("none"), [], [0, 1], runs=4, cores_per_run=None)
     assert [s.cpuset for s in slots] == ["0", "1"]
     assert "share the machine's memory bandwidth" in notes[-1]
-    slots, notes = assign_slots("none", [], [0, 1], runs=4, cores_per_run=2)
+    slots, notes = assign_slots(GpuRequest("none"), [], [0, 1], runs=4, cores_per_run=2)
     assert len(slots) == 1 and slots[0].cpuset is None
     with pytest.raises(UsageError, match="needs an NVIDIA driver"):
-        assign_slots("count:1", [], [0, 1], runs=2, cores_per_run=None)
+        assign_slots(GpuRequest("count:1"), [], [0, 1], runs=2, cores_per_run=None)
 
 
 # --------------------------------------------------------------------------- Ray helpers (pure)
+def _settings(gpus: str, cpus: float | None) -> RunSettings:
+    return RunSettings(gpus=GpuRequest(gpus), cpus=cpus, memory=None, shm=2**30, network="none", ipc="private",
+                       timeout=None, sampling_interval=1.0)
+
+
 def test_task_resources() -> None:
-    assert task_resources("none", None) == (1.0, 0.0)
-    assert task_resources("count:2", 4) == (4.0, 2.0)
-    assert task_resources("0,2", None) == (1.0, 2.0)
+    assert task_resources(_settings("none", None)) == (1.0, 0.0)
+    assert task_resources(_settings("count:2", 4)) == (4.0, 2.0)
+    assert task_resources(_settings("0,2", None)) == (1.0, 2.0)
     with pytest.raises(UsageError, match="--gpus all has no meaning on a Ray cluster"):
-        task_resources("all", None)
+        task_resources(_settings("all", None))
 
 
 def test_declared_gpus_that_do_not_exist_are_not_passed() -> None:
@@ -332,7 +339,10 @@ def test_a_failing_seed_does_not_stop_the_others(tmp_path: Path) -> None:
     exp = load_experiment(write_experiment(tmp_path / "exp", {"baseline": SCRIPT_OK,
                                                               "optimization": SCRIPT_FAILS_SEED_1}))
     lines: list[str] = []
-    failed = execute(exp, ["all"], [0, 1, 2], RunOptions(backend="local"), echo=lines.append)
+    from harness.compare.cache import warm
+
+    failed = execute(exp, ["all"], [0, 1, 2], RunOptions(backend="local"), echo=lines.append,
+                     on_run_completed=warm)
     assert [(r.mode, r.seed, r.status) for r in failed] == [("optimization", 1, "failed")]
     plan = load_plan(exp)
     assert [r.status for r in plan.runs] == ["completed", "completed", "completed", "failed", "completed",

@@ -30,7 +30,7 @@ def framework_image(pytorch_image: str):
 
 
 def _plan_containers(plan_id: str) -> list:
-    from harness.backends.docker import list_containers
+    from harness.engine import list_containers
 
     return list_containers(include_stopped=True, plan_id=plan_id)
 

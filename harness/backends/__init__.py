@@ -1,100 +1,14 @@
 """Run one (mode, seed) of an experiment: in a Docker container, or as a local process.
 
 Both backends run the same agent (``python -m harness.agent``), which writes the run's
-``results.json``; the backend records which backend it was and what the engine saw.
+``results.json``; the backend records which backend it was and what the engine saw. This
+package's API is what the plan uses: ``run_mode``, ``cleanup_plan``, ``stop_plan``.
 """
 
 from __future__ import annotations
 
-import secrets
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
-
-from harness.experiment import Experiment
-
-
-@dataclass
-class RunOptions:
-    """Overrides from the command line; ``None`` means: take the experiment config's value."""
-
-    backend: str = "auto"  # auto | docker | local
-    gpus: str | None = None
-    cpus: float | None = None
-    memory: str | None = None
-    shm_size: str | None = None
-    network: str | None = None
-    ipc: str = "private"
-    timeout: float | None = None
-    rebuild: bool = False
-
-
-@dataclass
-class RunRequest:
-    """One run to make."""
-
-    experiment: Experiment
-    mode: str
-    seed: int | None
-    options: RunOptions = field(default_factory=RunOptions)
-    run_id: str | None = None
-    plan_id: str | None = None
-    cpuset: str | None = None  # disjoint cpusets for parallel CPU runs
-    gpu_ids: list[str] | None = None  # device ids assigned by a scheduler (plan, Ray)
-    echo: Callable[[str], None] | None = print  # live log lines; None: quiet
-
-
-@dataclass
-class RunOutcome:
-    """What happened to a run. ``status`` is one of results.STATUSES."""
-
-    run_id: str
-    run_dir: Path
-    status: str
-    exit_code: int | None
-    backend: str
-    wall_time: float
-    message: str = ""  # e.g. "killed (SIGKILL)"
-    hint: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "completed"
-
-
-def validate_options(options: RunOptions) -> None:
-    """Check command-line overrides before anything is written or built.
-
-    The config's own values were validated when it was loaded, so a bad value here
-    always comes from a flag, and the message names it.
-
-    Raises:
-        UsageError: naming the flag and what it accepts.
-    """
-    from harness.config import parse_gpus, parse_size
-    from harness.errors import UsageError
-
-    checks = (("--gpus", options.gpus, parse_gpus), ("--memory", options.memory, parse_size),
-              ("--shm-size", options.shm_size, parse_size))
-    for flag, value, parse in checks:
-        if value is None:
-            continue
-        try:
-            parse(value)
-        except ValueError as e:
-            raise UsageError(f"{flag}: {e}") from None
-    if options.cpus is not None and options.cpus <= 0:
-        raise UsageError(f"--cpus: must be > 0 (got {options.cpus:g})")
-    if options.timeout is not None and options.timeout <= 0:
-        raise UsageError(f"--timeout: must be > 0 seconds (got {options.timeout:g})")
-
-
-def new_run_id(seed: int | None) -> str:
-    """A sortable, unique run id: ``20240115T103000-s0-1a2b``."""
-    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    seed_part = f"s{seed}" if seed is not None else "sNA"
-    return f"{stamp}-{seed_part}-{secrets.token_hex(2)}"
+from harness.backends.request import RunOutcome, RunRequest, new_run_id
+from harness.settings import RunOptions
 
 
 def resolve_backend(name: str) -> tuple[str, str | None]:
@@ -104,7 +18,7 @@ def resolve_backend(name: str) -> tuple[str, str | None]:
     """
     if name != "auto":
         return name, None
-    from harness.backends.docker import engine_available
+    from harness.engine import engine_available
 
     if engine_available():
         return "docker", None
@@ -129,3 +43,21 @@ def run_mode(request: RunRequest) -> RunOutcome:
     from harness.backends.local import run_local
 
     return run_local(request)
+
+
+def cleanup_plan(plan_id: str) -> int:
+    """Remove what a dead ``harness run`` of this plan left (containers, local agents); returns containers removed."""
+    from harness.backends.cleanup import cleanup_plan as cleanup
+
+    return cleanup(plan_id)
+
+
+def stop_plan(plan_id: str) -> None:
+    """Stop every run of this plan in flight (Ctrl-C of a parallel plan); each agent records what it has."""
+    from harness.backends.cleanup import stop_plan as stop
+
+    stop(plan_id)
+
+
+__all__ = ["RunOptions", "RunOutcome", "RunRequest", "cleanup_plan", "new_run_id", "resolve_backend", "run_mode",
+           "stop_plan", "validate_options"]

@@ -11,85 +11,28 @@ from __future__ import annotations
 import os
 import socket
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from harness import env as envvars
-from harness.backends import RunOutcome, RunRequest
-from harness.config import CONFIG_FILENAME, parse_gpus, parse_size
-from harness.errors import ContainerRunError, EngineUnavailableError, GpuRuntimeError, HarnessError, UsageError
-from harness.images import docker_client, ensure_experiment_image
+from harness.backends.request import RunOutcome, RunRequest
+from harness.config import CONFIG_FILENAME
+from harness.engine import LABEL, docker_client, engine_error
+from harness.images import ensure_experiment_image
 from harness.agent import agent_command
 from harness.results.schema import STDOUT_FILENAME
 
-LABEL = "harness"  # every container we make carries harness=1: ps and clean touch nothing else
 WORKDIR = "/workspace"
 RESULTS_MOUNT = "/results"
 HOME = "/tmp/home"
 STOP_TIMEOUT = 10  # seconds between SIGTERM and SIGKILL on Ctrl-C
-GPU_HINT = ("install the NVIDIA Container Toolkit and register it with Docker "
-            "(sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker), "
-            "or run with --gpus none")
-
-
-def engine_available(timeout: float = 3.0) -> bool:
-    """Whether a Docker engine answers within ``timeout`` seconds."""
-    try:
-        client = docker_client(timeout=timeout)
-    except EngineUnavailableError:
-        return False
-    client.close()
-    return True
 
 
 # --------------------------------------------------------------------------- container settings
-def device_requests(gpus: str, gpu_ids: list[str] | None) -> list[Any]:
-    """Docker DeviceRequests for a GPU request; scheduler-assigned ids win over the config's."""
-    from docker.types import DeviceRequest
-
-    if gpu_ids:
-        return [DeviceRequest(device_ids=[str(g) for g in gpu_ids], capabilities=[["gpu"]])]
-    if gpus == "none":
-        return []
-    if gpus == "all":
-        return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
-    if gpus.startswith("count:"):
-        return [DeviceRequest(count=int(gpus[6:]), capabilities=[["gpu"]])]
-    return [DeviceRequest(device_ids=gpus.split(","), capabilities=[["gpu"]])]
-
-
-def container_settings(request: RunRequest, image: str, run_dir: Path, image_id: str | None = None) -> dict[str, Any]:
-    """Keyword arguments of ``containers.create`` for this run (pure: no engine needed).
-
-    Raises:
-        UsageError: when an override is not a valid size or GPU request.
-    """
-    exp, opts, cfg = request.experiment, request.options, request.experiment.config
-    res = cfg.resources
-    assert request.run_id is not None
-    try:
-        gpus = parse_gpus(opts.gpus if opts.gpus is not None else res.gpus)
-        memory = opts.memory if opts.memory is not None else res.memory
-        mem_bytes = parse_size(memory) if memory else None
-        shm = parse_size(opts.shm_size if opts.shm_size is not None else res.shm_size)
-    except ValueError as e:
-        raise UsageError(f"bad resource option: {e}") from None
-    cpus = opts.cpus if opts.cpus is not None else res.cpus
-    if cpus is not None and cpus <= 0:
-        raise UsageError(f"--cpus must be > 0 (got {cpus:g})")
-    network = opts.network or cfg.network
-    timeout = opts.timeout if opts.timeout is not None else cfg.timeout
-    results_in = f"{RESULTS_MOUNT}/{request.run_id}"
-    script = cfg.modes[request.mode]
-
-    agent = agent_command(python="python3", script=script, mode=request.mode, results=results_in,
-                          run_id=request.run_id, experiment=exp.name, interval=cfg.sampling_interval,
-                          backend="docker", config=f"{WORKDIR}/{CONFIG_FILENAME}", seed=request.seed,
-                          timeout=timeout)
-    # HOME must be writable for the invoking uid, which has no passwd entry in the image.
-    command = ["sh", "-c", 'mkdir -p "$HOME" && exec "$@"', "harness-run", *agent]
-
+def _mounts_and_env(request: RunRequest, image: str, image_id: str | None, run_dir: Path,
+                    results_in: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """Bind mounts (this run's folder rw, the data ro) and the container's environment."""
+    exp = request.experiment
     volumes = {str(run_dir): {"bind": results_in, "mode": "rw"}}
     # The plan and the image travel in the environment (not yet as --plan-id / --image-id) while
     # framework images built from older harness code, whose agent refuses those flags, are about.
@@ -98,43 +41,60 @@ def container_settings(request: RunRequest, image: str, run_dir: Path, image_id:
         if value:
             env[name] = value
     if exp.data_dir.is_dir():
-        data_in = f"{WORKDIR}/{cfg.data_dir}"
+        data_in = f"{WORKDIR}/{exp.config.data_dir}"
         volumes[str(exp.data_dir)] = {"bind": data_in, "mode": "ro"}
         env[envvars.DATA_DIR] = data_in
-    labels = {LABEL: "1", "harness.experiment": exp.name, "harness.mode": request.mode,
-              "harness.run_id": request.run_id, "harness.seed": "" if request.seed is None else str(request.seed),
-              "harness.plan_id": request.plan_id or "", "harness.results": str(run_dir)}
+    return volumes, env
+
+
+def _labels(request: RunRequest, run_dir: Path) -> dict[str, str]:
+    assert request.run_id is not None
+    return {LABEL: "1", "harness.experiment": request.experiment.name, "harness.mode": request.mode,
+            "harness.run_id": request.run_id, "harness.seed": "" if request.seed is None else str(request.seed),
+            "harness.plan_id": request.plan_id or "", "harness.results": str(run_dir)}
+
+
+def container_settings(request: RunRequest, image: str, run_dir: Path, image_id: str | None = None) -> dict[str, Any]:
+    """Keyword arguments of ``containers.create`` for this run (pure: no engine needed).
+
+    Raises:
+        UsageError: when an override is not a valid size or GPU request.
+    """
+    exp, run = request.experiment, request.settings()
+    assert request.run_id is not None
+    results_in = f"{RESULTS_MOUNT}/{request.run_id}"
+    agent = agent_command(python="python3", script=exp.config.modes[request.mode], mode=request.mode,
+                          results=results_in, run_id=request.run_id, experiment=exp.name,
+                          interval=run.sampling_interval, backend="docker", config=f"{WORKDIR}/{CONFIG_FILENAME}",
+                          seed=request.seed, timeout=run.timeout)
+    volumes, env = _mounts_and_env(request, image, image_id, run_dir, results_in)
     settings: dict[str, Any] = dict(
-        image=image, command=command, name=f"harness-{exp.name}-{request.mode}-{request.run_id}",
+        # HOME must be writable for the invoking uid, which has no passwd entry in the image.
+        image=image, command=["sh", "-c", 'mkdir -p "$HOME" && exec "$@"', "harness-run", *agent],
+        name=f"harness-{exp.name}-{request.mode}-{request.run_id}",
         user=f"{os.getuid()}:{os.getgid()}", environment=env, working_dir=WORKDIR, volumes=volumes,
-        labels=labels, network_mode=network, init=True,
+        labels=_labels(request, run_dir), network_mode=run.network, init=True,
         # The host's name, not the container id: results say which machine ran them, and
         # runs on one machine must not look like runs on different hardware.
         hostname=socket.gethostname(), cap_drop=["ALL"], security_opt=["no-new-privileges"],
-        device_requests=device_requests(gpus, request.gpu_ids), stop_signal="SIGTERM",
+        device_requests=run.gpus.device_requests(request.gpu_ids), stop_signal="SIGTERM",
     )
-    if opts.ipc == "host":
+    if run.ipc == "host":
         settings["ipc_mode"] = "host"
     else:
-        settings["shm_size"] = shm
-    if cpus is not None:
-        settings["nano_cpus"] = int(cpus * 1e9)
+        settings["shm_size"] = run.shm
+    if run.cpus is not None:
+        settings["nano_cpus"] = int(run.cpus * 1e9)
     if request.cpuset:
         settings["cpuset_cpus"] = request.cpuset
-    if mem_bytes is not None:
+    if run.memory is not None:
         # memswap == mem: no swap to hide in, so exhausting the limit really OOM-kills.
-        settings["mem_limit"] = mem_bytes
-        settings["memswap_limit"] = mem_bytes
+        settings["mem_limit"] = run.memory
+        settings["memswap_limit"] = run.memory
     return settings
 
 
 # --------------------------------------------------------------------------- one run
-def _is_gpu_driver_error(err: Exception) -> bool:
-    text = str(err).lower()
-    return ("could not select device driver" in text or "unknown or invalid runtime" in text
-            or ("nvidia" in text and "runtime" in text))
-
-
 def _discard_run_dir(run_dir: Path) -> None:
     """Remove a run folder whose container never started (it holds at most an empty log)."""
     for child in run_dir.iterdir():
@@ -218,7 +178,6 @@ def run_in_docker(request: RunRequest) -> RunOutcome:
     run_dir = prepare_run_dir(request)
     image_id = client.images.get(image).id
     settings = container_settings(request, image, run_dir, image_id)
-    log_path = run_dir / STDOUT_FILENAME
     container = None
     interrupted = False
     started = time.time()
@@ -230,35 +189,17 @@ def run_in_docker(request: RunRequest) -> RunOutcome:
             container.start()
         except (APIError, ImageNotFound) as e:
             _discard_run_dir(run_dir)  # nothing ran: leave no half-made run behind
-            if settings["device_requests"] and _is_gpu_driver_error(e):
-                raise GpuRuntimeError("GPUs were asked for, but this Docker engine has no NVIDIA runtime or CDI "
-                                      "to give them to a container", hint=GPU_HINT) from e
-            raise ContainerRunError(f"cannot start the container: {' '.join(str(e).split())}") from e
+            raise engine_error(e, "cannot start the container",
+                               gpus_requested=bool(settings["device_requests"])) from e
         if echo:
             echo(f"[{request.mode} seed={request.seed}] container {container.short_id} ({image}), run {request.run_id}")
-        try:
-            _stream_logs(container, log_path, echo)
-        except KeyboardInterrupt:
-            interrupted = True
-            _stop(container, echo)
-        try:
-            result = _wait(container, request)
-        except KeyboardInterrupt:
-            interrupted = True
-            _stop(container, echo)
-            result = _wait(container, request)
-        exit_code = result.get("StatusCode")
-        try:
-            container.reload()
-            state = container.attrs.get("State", {})
-        except APIError:
-            state = {}
+        exit_code, interrupted, state = _supervise(container, request, run_dir / STDOUT_FILENAME)
     except KeyboardInterrupt:
         interrupted = True
         if container is not None:
             _stop(container, echo)
     except APIError as e:
-        raise ContainerRunError(f"the engine failed while supervising the run: {' '.join(str(e).split())}") from e
+        raise engine_error(e, "the engine failed while supervising the run") from e
     finally:
         if container is not None:
             _remove(container)
@@ -267,12 +208,35 @@ def run_in_docker(request: RunRequest) -> RunOutcome:
                       engine_oom=bool(state.get("OOMKilled")))
 
 
+def _supervise(container: Any, request: RunRequest, log_path: Path) -> tuple[int | None, bool, dict[str, Any]]:
+    """Stream the logs and wait for the end (Ctrl-C stops the container); (exit code, interrupted, state)."""
+    from docker.errors import APIError
+
+    interrupted = False
+    try:
+        _stream_logs(container, log_path, request.echo)
+    except KeyboardInterrupt:
+        interrupted = True
+        _stop(container, request.echo)
+    try:
+        result = _wait(container, request)
+    except KeyboardInterrupt:
+        interrupted = True
+        _stop(container, request.echo)
+        result = _wait(container, request)
+    try:
+        container.reload()
+        state = container.attrs.get("State", {})
+    except APIError:
+        state = {}
+    return result.get("StatusCode"), interrupted, state
+
+
 def _wait(container: Any, request: RunRequest) -> dict[str, Any]:
     """Wait for the container; past the run's timeout plus a grace period, kill it."""
     import requests
 
-    cfg, opts = request.experiment.config, request.options
-    timeout = opts.timeout if opts.timeout is not None else cfg.timeout
+    timeout = request.settings().timeout
     try:
         return container.wait(timeout=None if timeout is None else timeout + 60)
     except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
@@ -280,83 +244,4 @@ def _wait(container: Any, request: RunRequest) -> dict[str, Any]:
         return container.wait(timeout=30)
 
 
-# --------------------------------------------------------------------------- ps / clean
-@dataclass
-class ContainerInfo:
-    """One harness container, as ``harness ps`` shows it."""
-
-    id: str
-    name: str
-    status: str
-    experiment: str
-    mode: str
-    run_id: str
-    plan_id: str
-    image: str
-    created: str
-
-
-def list_containers(include_stopped: bool = False, *, plan_id: str | None = None,
-                    run_id: str | None = None) -> list[ContainerInfo]:
-    """harness containers (label ``harness=1``), optionally of one plan or run.
-
-    Raises:
-        EngineUnavailableError: when no engine answers.
-    """
-    client = docker_client()
-    filters: dict[str, Any] = {"label": [f"{LABEL}=1"]}
-    if plan_id:
-        filters["label"].append(f"harness.plan_id={plan_id}")
-    if run_id:
-        filters["label"].append(f"harness.run_id={run_id}")
-    infos = []
-    for c in client.api.containers(all=include_stopped, filters=filters):
-        labels = c.get("Labels") or {}
-        infos.append(ContainerInfo(
-            id=c["Id"][:12], name=(c.get("Names") or ["?"])[0].lstrip("/"), status=c.get("State", "?"),
-            experiment=labels.get("harness.experiment", ""), mode=labels.get("harness.mode", ""),
-            run_id=labels.get("harness.run_id", ""), plan_id=labels.get("harness.plan_id", ""),
-            image=c.get("Image", ""), created=time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(c.get("Created", 0)))))
-    return infos
-
-
-def print_containers(infos: list[ContainerInfo], echo: Callable[[str], None] = print) -> None:
-    """A plain table (one line per container), or a sentence when there are none."""
-    if not infos:
-        echo("No harness containers.")
-        return
-    rows = [("CONTAINER", "STATUS", "EXPERIMENT", "MODE", "RUN", "PLAN", "CREATED")]
-    rows += [(i.id, i.status, i.experiment, i.mode, i.run_id, i.plan_id or "-", i.created) for i in infos]
-    widths = [max(len(r[k]) for r in rows) for k in range(len(rows[0]))]
-    for r in rows:
-        echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
-
-
-def clean_containers(infos: list[ContainerInfo]) -> int:
-    """Stop (if running) and remove these containers; return how many went.
-
-    Only containers that still carry the harness label are touched, whatever ``infos`` says.
-    """
-    from docker.errors import APIError, NotFound
-
-    client = docker_client()
-    removed = 0
-    for info in infos:
-        try:
-            container = client.containers.get(info.id)
-        except NotFound:
-            continue
-        if container.labels.get(LABEL) != "1":
-            continue
-        try:
-            container.remove(force=True)
-            removed += 1
-        except NotFound:
-            continue
-        except APIError as e:
-            raise HarnessError(f"cannot remove container {info.id}: {e.explanation}") from e
-    return removed
-
-
-__all__ = ["ContainerInfo", "clean_containers", "container_settings", "engine_available", "list_containers",
-           "print_containers", "run_in_docker"]
+__all__ = ["container_settings", "run_in_docker"]

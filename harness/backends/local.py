@@ -15,9 +15,9 @@ import time
 from typing import Callable
 
 from harness import env as envvars
-from harness.backends import RunOutcome, RunRequest
-from harness.config import CONFIG_FILENAME, parse_gpus
-from harness.errors import ContainerRunError, UsageError
+from harness.backends.request import RunOutcome, RunRequest
+from harness.config import CONFIG_FILENAME
+from harness.errors import ContainerRunError
 from harness.results.schema import STDOUT_FILENAME
 
 STOP_TIMEOUT = 10  # seconds between the agent's SIGTERM and SIGKILL of its process group
@@ -27,30 +27,12 @@ def agent_command(request: RunRequest, results_dir: str, backend: str = "local")
     """The agent's command line for this run, as a local process."""
     from harness.agent import agent_command as command
 
-    exp, opts, cfg = request.experiment, request.options, request.experiment.config
+    exp, run = request.experiment, request.settings()
     assert request.run_id is not None
     return command(python=sys.executable, script=str(exp.script_for(request.mode)), mode=request.mode,
                    results=results_dir, run_id=request.run_id, experiment=exp.name,
-                   interval=cfg.sampling_interval, backend=backend, config=str(exp.path / CONFIG_FILENAME),
-                   seed=request.seed, timeout=opts.timeout if opts.timeout is not None else cfg.timeout,
-                   plan_id=request.plan_id)
-
-
-def _visible_devices(request: RunRequest) -> str | None:
-    if request.gpu_ids:
-        return ",".join(str(g) for g in request.gpu_ids)
-    try:
-        gpus = parse_gpus(request.options.gpus if request.options.gpus is not None
-                          else request.experiment.config.resources.gpus)
-    except ValueError as e:
-        raise UsageError(f"bad --gpus: {e}") from None
-    if gpus == "all":
-        return None
-    if gpus == "none":
-        return ""
-    if gpus.startswith("count:"):
-        return ",".join(str(i) for i in range(int(gpus[6:])))
-    return gpus
+                   interval=run.sampling_interval, backend=backend, config=str(exp.path / CONFIG_FILENAME),
+                   seed=request.seed, timeout=run.timeout, plan_id=request.plan_id)
 
 
 def _stop(proc: subprocess.Popen, echo: Callable[[str], None] | None) -> None:
@@ -82,7 +64,7 @@ def run_local(request: RunRequest) -> RunOutcome:
     run_dir = prepare_run_dir(request)
     cmd = agent_command(request, str(run_dir))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    visible = _visible_devices(request)
+    visible = request.settings().gpus.cuda_visible_devices(request.gpu_ids)
     if visible is not None:
         env["CUDA_VISIBLE_DEVICES"] = visible
     if exp.data_dir.is_dir():

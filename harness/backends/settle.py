@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.backends import RunOutcome, RunRequest
+from harness.backends.request import RunOutcome, RunRequest
 from harness.results.io import load_or_rebuild, update_run
 from harness.results.schema import SCHEMA_VERSION, STDOUT_FILENAME
 from harness.results.status import Evidence, decide_status

@@ -8,11 +8,14 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from harness.results.schema import EVENTS_FILENAME
+
 if TYPE_CHECKING:
-    from harness.plan import PlannedRun
-    from harness.scheduling import Slot
+    from harness.plan.model import PlannedRun
+    from harness.plan.slots import Slot
 
 Echo = Callable[[str], None]
+
 
 class Progress:
     """Runs done of total, an ETA, and the live epoch/batch of each run in flight.
@@ -66,7 +69,7 @@ class Progress:
 
     def start_run(self, run: "PlannedRun", run_dir: Path, slot: "Slot | None" = None, remote: bool = False) -> None:
         with self._lock:
-            self._tails[run.run_id or ""] = EventTail(run_dir / "events.jsonl", run.label, remote=remote)
+            self._tails[run.run_id or ""] = EventTail(run_dir / EVENTS_FILENAME, run.label, remote=remote)
             self.started += 1
             number = self.started
         where = f" on {slot.describe()}" if slot is not None and (slot.cpuset or slot.gpu_ids) else ""

@@ -9,13 +9,9 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from harness.errors import PlanError, UsageError
-
-if TYPE_CHECKING:
-    from harness.backends import RunOptions
-    from harness.experiment import Experiment
+from harness.settings import GpuRequest, RunSettings
 
 BANDWIDTH_NOTE = ("Note: parallel runs share the machine's memory bandwidth, caches and disk; their timings "
                   "are not those of a run alone. Compare runs made the same way.")
@@ -115,29 +111,6 @@ def cpu_slots(cpus: list[int], runs: int, cores_per_run: float | None = None) ->
     return [format_cpuset(cpus[k * size:(k + 1) * size]) for k in range(count)]
 
 
-def gpu_request(spec: str, detected: list[str]) -> tuple[list[str], int]:
-    """The GPU pool a parallel plan draws from and how many GPUs each run gets.
-
-    ``all`` and a list of ids give one GPU per run from that pool; ``count:N`` gives N per run from
-    every GPU; ``none`` gives no GPUs.
-
-    Raises:
-        UsageError: when the request names GPUs that are not there.
-    """
-    if spec == "none":
-        return [], 0
-    if spec == "all":
-        return list(detected), 1
-    if spec.startswith("count:"):
-        return list(detected), int(spec[6:])
-    ids = spec.split(",")
-    missing = [i for i in ids if i.isdigit() and detected and i not in detected]
-    if missing:
-        raise UsageError(f"GPU {','.join(missing)} is not on this machine (it has {','.join(detected)})",
-                         hint="see `nvidia-smi -L`")
-    return ids, 1
-
-
 def gpu_groups(pool: list[str], per_run: int, busy: set[str] | None = None) -> list[list[str]]:
     """Disjoint groups of ``per_run`` GPUs from the free ones in ``pool``: never two runs on one GPU.
 
@@ -154,15 +127,15 @@ def gpu_groups(pool: list[str], per_run: int, busy: set[str] | None = None) -> l
     return [free[k * per_run:(k + 1) * per_run] for k in range(len(free) // per_run)]
 
 
-def assign_slots(gpu_spec: str, gpus: list[GpuInfo], cpus: list[int], runs: int,
+def assign_slots(gpu_request: GpuRequest, gpus: list[GpuInfo], cpus: list[int], runs: int,
                  cores_per_run: float | None) -> tuple[list[Slot], list[str]]:
     """Pure core of :func:`plan_slots`: the slots and the notes to show the user."""
-    if gpu_spec != "none":
+    if gpu_request.wanted:
         detected = [g.index for g in gpus]
         if not detected:
             raise UsageError("--parallel with GPUs needs an NVIDIA driver, and none answers",
                              hint="run with --gpus none for CPU runs on disjoint cpusets")
-        pool, per_run = gpu_request(gpu_spec, detected)
+        pool, per_run = gpu_request.pool(detected)
         busy = {g.index for g in gpus if g.busy}
         groups = gpu_groups(pool, per_run, busy)[:runs]
         notes = [f"Parallel: {len(groups)} run(s) at a time, on GPU(s) "
@@ -177,26 +150,19 @@ def assign_slots(gpu_spec: str, gpus: list[GpuInfo], cpus: list[int], runs: int,
             [f"Parallel: {len(sets)} runs at a time on cpusets {' | '.join(sets)}.", BANDWIDTH_NOTE])
 
 
-def plan_slots(experiment: "Experiment", options: "RunOptions", parallel: bool,
-               runs: int) -> tuple[list[Slot], list[str]]:
+def plan_slots(settings: RunSettings, parallel: bool, runs: int) -> tuple[list[Slot], list[str]]:
     """Slots for a plan: one unconstrained slot, or with ``parallel`` one per free GPU group / cpuset.
 
     Raises:
         UsageError: when the GPU request cannot be met.
+        PlanError: when GPUs are asked for and none answers.
     """
     if not parallel:
         return [Slot()], []
-    from harness.config import parse_gpus
-
-    try:
-        spec = parse_gpus(options.gpus) if options.gpus is not None else experiment.config.resources.gpus
-    except ValueError as e:
-        raise UsageError(f"bad --gpus: {e}") from None
-    cores = options.cpus if options.cpus is not None else experiment.config.resources.cpus
     gpus: list[GpuInfo] = []
-    if spec != "none":
+    if settings.gpus.wanted:
         gpus, why = detect_gpus()
         if not gpus:
-            raise PlanError(f"--parallel with --gpus {spec} needs GPUs, but {why}",
+            raise PlanError(f"--parallel with --gpus {settings.gpus} needs GPUs, but {why}",
                             hint="use --gpus none for parallel CPU runs on disjoint cpusets")
-    return assign_slots(spec, gpus, available_cpus(), runs, cores)
+    return assign_slots(settings.gpus, gpus, available_cpus(), runs, settings.cpus)

@@ -1,0 +1,174 @@
+"""What ``harness run`` does: make (or resume) a plan, then print it or run it under its lock.
+
+A plan is a list of (mode, seed) runs kept in ``results/plans/<plan_id>/state.json`` (see
+``state``); ``harness run --resume`` continues one (see ``resume``). The runs go through a
+``LocalExecutor`` or a ``RayExecutor``; what a completed run triggers (the CLI passes
+``harness.compare.cache.warm``) comes in as ``on_run_completed``, so the plan never imports compare.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Callable
+
+from harness.errors import UsageError
+from harness.experiment import Experiment
+from harness.plan.executor import Executor, RunCompleted
+from harness.plan.local import LocalExecutor
+from harness.plan.model import Plan, PlannedRun, make_plan
+from harness.plan.progress import Progress
+from harness.plan.resume import reconcile
+from harness.plan.slots import BANDWIDTH_NOTE, Slot, plan_slots
+from harness.plan.state import ERRORS_FILENAME, PlanLock, load_plan, plan_dir, save_plan
+from harness.settings import RunOptions, resolve_settings
+
+Echo = Callable[[str], None]
+
+
+def execute(experiment: Experiment, modes: list[str], seeds: list[int] | None, options: RunOptions,
+            dry_run: bool = False, resume: str | None = None, fail_fast: bool = False,
+            parallel: bool = False, executor: str = "local", address: str | None = None,
+            echo: Echo | None = print, on_run_completed: RunCompleted | None = None) -> list[PlannedRun]:
+    """What ``harness run`` does: make (or resume) a plan, print or run it; returns the failed runs.
+
+    Raises:
+        UsageError: unknown modes, bad seeds, modes given with --resume, --address without ray.
+        PlanError: no plan to resume, or the plan is being run by another process.
+        MissingDependencyError: --executor ray without Ray installed.
+        HarnessError: a plan-level problem (no engine, no GPU runtime); the plan can be resumed.
+        KeyboardInterrupt: Ctrl-C reached a run; the plan is saved and can be resumed.
+    """
+    if executor not in ("local", "ray"):
+        raise UsageError(f"--executor must be local or ray (got {executor!r})")
+    if address and executor != "ray":
+        raise UsageError("--address is for --executor ray", hint="add --executor ray")
+    resolve_settings(experiment.config, options)  # bad flags are input errors: refuse them before a plan is written
+    if resume is not None:
+        if modes or seeds is not None:
+            raise UsageError("--resume continues a plan as it was made; drop the MODES and --seeds",
+                             hint="to run something else, start a new plan without --resume")
+        plan = load_plan(experiment, resume)
+        plan.fail_fast = fail_fast  # this invocation decides, not the one that made the plan
+        # Options given now (not left at their defaults) override the plan's, e.g. --timeout, --backend.
+        defaults = asdict(RunOptions())
+        plan.options.update({k: v for k, v in asdict(options).items() if v != defaults.get(k)})
+        if parallel:
+            plan.parallel = True
+        if executor == "ray" or address:
+            plan.executor, plan.address = executor, address or plan.address
+    else:
+        plan = make_plan(experiment, modes, seeds, options, parallel=parallel, executor=executor,
+                         address=address, fail_fast=fail_fast)
+    # Bad resource requests are input errors: refuse them before anything is written.
+    settings = resolve_settings(experiment.config, plan.run_options())
+    if plan.executor == "ray":
+        from harness.plan.ray import check_ray, task_resources
+
+        check_ray()
+        task_resources(settings)
+    else:
+        plan_slots(settings, plan.parallel, len(plan.runs))
+    if dry_run:
+        _print_plan(experiment, plan, echo, resuming=resume is not None)
+        return []
+    return run_plan(experiment, plan, echo=echo, resuming=resume is not None, on_run_completed=on_run_completed)
+
+
+def resume_plan(experiment: Experiment, plan_id: str = "latest", *, fail_fast: bool = False,
+                parallel: bool = False, echo: Echo | None = print,
+                on_run_completed: RunCompleted | None = None) -> list[PlannedRun]:
+    """Continue a plan after a crash or Ctrl-C (``harness run --resume``); returns the failed runs.
+
+    Raises:
+        PlanError, HarnessError, KeyboardInterrupt: as :func:`execute`.
+    """
+    plan = load_plan(experiment, plan_id)
+    return execute(experiment, [], None, plan.run_options(), resume=plan.plan_id, fail_fast=fail_fast,
+                   parallel=parallel, executor=plan.executor, address=plan.address, echo=echo,
+                   on_run_completed=on_run_completed)
+
+
+def run_plan(experiment: Experiment, plan: Plan, *, echo: Echo | None = print, resuming: bool = False,
+             on_run_completed: RunCompleted | None = None) -> list[PlannedRun]:
+    """Run a plan's unfinished runs under its lock; returns the runs that failed.
+
+    Raises:
+        PlanError: when another process holds the plan.
+        HarnessError, KeyboardInterrupt: as :func:`execute`.
+    """
+    with PlanLock(plan_dir(experiment, plan.plan_id)):
+        if resuming:
+            # Reload under the lock: another process may have moved the plan on meanwhile.
+            fresh = load_plan(experiment, plan.plan_id)
+            fresh.fail_fast, fresh.parallel = plan.fail_fast, plan.parallel
+            fresh.executor, fresh.address = plan.executor, plan.address
+            fresh.options = plan.options
+            plan = fresh
+            todo = reconcile(experiment, plan, echo)
+        else:
+            todo = list(plan.runs)
+        save_plan(experiment, plan)
+        if not todo:
+            if echo:
+                echo(f"Plan {plan.plan_id}: all {len(plan.runs)} runs completed already; nothing to do.")
+            return [r for r in plan.runs if r.failed]
+        # On Ray the cluster places runs; local slots would only mislead.
+        settings = resolve_settings(experiment.config, plan.run_options())
+        slots, notes = ([Slot()], []) if plan.executor == "ray" else plan_slots(settings, plan.parallel, len(todo))
+        if echo:
+            verb = "Resuming" if resuming else "Running"
+            echo(f"{verb} plan {plan.plan_id}: {len(todo)} of {len(plan.runs)} runs "
+                 f"({', '.join(plan.modes)} × seeds {','.join(map(str, plan.seeds))})"
+                 + (f", {len(slots)} at a time" if len(slots) > 1 else ""))
+            for note in notes:
+                echo(note)
+        with Progress(total=len(plan.runs), done=len(plan.runs) - len(todo), slots=len(slots),
+                      echo=echo) as progress:
+            runner: Executor
+            if plan.executor == "ray":
+                from harness.plan.ray import RayExecutor
+
+                runner = RayExecutor(experiment, plan, progress, settings=settings, resuming=resuming,
+                                     on_run_completed=on_run_completed)
+            else:
+                runner = LocalExecutor(experiment, plan, progress, slots=slots, on_run_completed=on_run_completed)
+            runner.run(todo)
+        failed = [r for r in plan.runs if r.failed]
+        if echo:
+            _print_summary(experiment, plan, failed, echo)
+            if len(slots) > 1 and plan.executor == "local":
+                echo(BANDWIDTH_NOTE)
+        return failed
+
+
+def _print_plan(experiment: Experiment, plan: Plan, echo: Echo | None, resuming: bool) -> None:
+    if echo is None:
+        return
+    pending = [r for r in plan.runs if r.status != "completed"]
+    settings = resolve_settings(experiment.config, plan.run_options())
+    slots, notes = ([Slot()], []) if plan.executor == "ray" else \
+        plan_slots(settings, plan.parallel, max(1, len(pending)))
+    head = "Resume" if resuming else "Plan"
+    echo(f"{head} {plan.plan_id} for {plan.experiment}: {len(plan.runs)} runs "
+         f"({', '.join(plan.modes)} × seeds {','.join(map(str, plan.seeds))}), executor {plan.executor}, "
+         f"backend {plan.options.get('backend', 'auto')}"
+         + (f", {len(slots)} at a time" if len(slots) > 1 else ""))
+    for i, run in enumerate(plan.runs, 1):
+        state = "" if run.status == "pending" else f"  [{run.status}{', will run again' if run.status != 'completed' else ''}]"
+        echo(f"  {i:>3}. {run.mode:<16} seed {run.seed}{state}")
+    for note in notes:
+        echo(note)
+    echo("Dry run: nothing was run and no plan was saved.")
+
+
+def _print_summary(experiment: Experiment, plan: Plan, failed: list[PlannedRun], echo: Echo) -> None:
+    counts = plan.counts()
+    parts = [f"{n} {status}" for status, n in sorted(counts.items())]
+    echo(f"Plan {plan.plan_id}: {', '.join(parts)} of {len(plan.runs)} runs.")
+    for run in failed:
+        echo(f"  failed: {run.label} ({run.run_id}): {run.status}" + (f": {run.message}" if run.message else ""))
+    if failed:
+        echo(f"Details: {plan_dir(experiment, plan.plan_id) / ERRORS_FILENAME}")
+    pending = counts.get("pending", 0)
+    if pending:
+        echo(f"{pending} run(s) not run; continue with `harness run --resume {plan.plan_id}`.")

@@ -1,0 +1,130 @@
+"""A plan on disk: ``results/plans/<plan_id>/`` with state.json, errors.log and the run lock.
+
+state.json is rewritten atomically at every transition, so that a crash or a SIGKILL of
+``harness run`` loses at most the run in flight.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from pathlib import Path
+
+from harness.errors import PlanError
+from harness.experiment import Experiment
+from harness.plan.model import Plan, PlannedRun
+from harness.results.io import write_json_atomic
+from harness.results.schema import STDOUT_FILENAME
+
+STATE_FILENAME = "state.json"
+ERRORS_FILENAME = "errors.log"
+LOCK_FILENAME = "lock"
+
+
+def plans_dir(experiment: Experiment) -> Path:
+    return experiment.results_dir / "plans"
+
+
+def plan_dir(experiment: Experiment, plan_id: str) -> Path:
+    return plans_dir(experiment) / plan_id
+
+
+def save_plan(experiment: Experiment, plan: Plan) -> Path:
+    """Rewrite state.json atomically: a reader (or a resume after SIGKILL) sees old or new, never half."""
+    path = plan_dir(experiment, plan.plan_id) / STATE_FILENAME
+    write_json_atomic(path, plan.to_dict())
+    return path
+
+
+def list_plans(experiment: Experiment) -> list[str]:
+    """Plan ids of the experiment, oldest first (ids sort by time)."""
+    root = plans_dir(experiment)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / STATE_FILENAME).is_file())
+
+
+def load_plan(experiment: Experiment, plan_id: str = "latest") -> Plan:
+    """Load a plan by id, or the newest one.
+
+    Raises:
+        PlanError: when there is no such plan or its state.json is unreadable.
+    """
+    ids = list_plans(experiment)
+    if plan_id == "latest":
+        if not ids:
+            raise PlanError(f"no plan to resume in {plans_dir(experiment)}",
+                            hint="start one with `harness run baseline optimization`")
+        plan_id = ids[-1]
+    elif plan_id not in ids:
+        known = ", ".join(ids[-5:]) or "none"
+        raise PlanError(f"no plan {plan_id!r} in {plans_dir(experiment)} (latest: {known})",
+                        hint="`harness run --resume` picks the latest plan")
+    path = plan_dir(experiment, plan_id) / STATE_FILENAME
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise PlanError(f"{path}: cannot be read ({e.__class__.__name__}: {e})") from e
+    if not isinstance(data, dict):
+        raise PlanError(f"{path}: not a harness plan state")
+    return Plan.from_dict(data, path)
+
+
+class PlanLock:
+    """An exclusive ``flock`` on the plan folder, so two ``harness run`` never drive one plan.
+
+    The kernel drops a flock when its process dies, so a SIGKILLed run never leaves a stale lock
+    behind; the pid written into the file only serves the error message.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.path = directory / LOCK_FILENAME
+        self._fd: int | None = None
+
+    def __enter__(self) -> "PlanLock":
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise PlanError(f"plan {self.path.parent.name} is being run by another harness process "
+                            f"(pid {holder})", hint="wait for it to finish, or stop it first") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def append_error(experiment: Experiment, plan: Plan, run: PlannedRun, run_dir: Path | None) -> None:
+    """Add a failed run to errors.log: when, which run, why, and the end of its output."""
+    path = plan_dir(experiment, plan.plan_id) / ERRORS_FILENAME
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    lines = [f"{stamp} {run.label} run {run.run_id}: {run.status}"
+             + (f": {run.message}" if run.message else "")]
+    if run_dir is not None:
+        lines.append(f"  folder: {run_dir}")
+        tail = _tail(run_dir / STDOUT_FILENAME, 10)
+        lines.extend(f"  | {line}" for line in tail)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def _tail(path: Path, n: int) -> list[str]:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 8192))
+            return f.read().decode(errors="replace").splitlines()[-n:]
+    except OSError:
+        return []
