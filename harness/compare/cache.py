@@ -21,7 +21,7 @@ from harness.compare import stats
 from harness.results.io import write_atomic
 
 if TYPE_CHECKING:
-    from harness.compare.analysis import RunData
+    from harness.compare.reduce import RunData
 
 CACHE_VERSION = 3
 ARRAYS = ("batch_index", "step_times", "batch_dt", "data_wait", "batch_sizes", "losses", "accuracies")
@@ -43,7 +43,7 @@ def _key(results_json: Path) -> list[int] | None:
 
 def load_cached(experiment_dir: Path, mode: str, run_dir: Path) -> RunData | None:
     """The cached reduction of ``run_dir``, or None when there is none or it is stale."""
-    from harness.compare.analysis import RunData
+    from harness.compare.reduce import RunData
 
     path = cache_file(experiment_dir, mode, run_dir)
     key = _key(run_dir / "results.json")
@@ -94,7 +94,7 @@ def warm(experiment_dir: Path, mode: str, run_dir: Path) -> bool:
     parses no large results.json (the seed's per-batch pairs make a long run's JSON slow
     to parse: ~0.7 s per 200,000 batches). Failures are ignored: the cache is an optimisation.
     """
-    from harness.compare.analysis import reduce_run
+    from harness.compare.reduce import reduce_run
     from harness.errors import ResultsError
     from harness.results.load import load_run
 

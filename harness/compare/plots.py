@@ -39,7 +39,7 @@ def _thin(x: np.ndarray, y: np.ndarray, n: int = MAX_POINTS) -> tuple[np.ndarray
 
 
 def _series(pairs: Any, t0: float | None) -> tuple[np.ndarray, np.ndarray]:
-    from harness.compare.analysis import _as_array
+    from harness.compare.reduce import as_array as _as_array
 
     arr = _as_array(pairs, 2)
     if arr.size == 0:
