@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
@@ -23,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from harness import __version__
 from harness.engine import docker_client, engine_message
 from harness.errors import ImageBuildError, UsageError
-from harness.resources import docker_dir, repo_root
+from harness.image_context import _git, _source_hash, assemble_framework_context, build_harness_wheel
+from harness.package_data import docker_dir, repo_root
 
 if TYPE_CHECKING:
     import docker
@@ -38,15 +38,10 @@ DEFAULT_BASE_IMAGES = {
     "pytorch": "pytorch/pytorch:2.4.1-cuda12.1-cudnn9-runtime",
     "tensorflow": "tensorflow/tensorflow:2.17.0-gpu",
 }
-# Distribution names (normalised) of the framework wheels a wheelhouse may hold for each image.
-FRAMEWORK_WHEELS = {"pytorch": {"torch"}, "tensorflow": {"tensorflow", "tensorflow_cpu"}}
 BOOTSTRAP_REPO = "harness/base"
 BOOTSTRAP_SUITE = "bookworm"
 BOOTSTRAP_TAG = f"{BOOTSTRAP_REPO}:{BOOTSTRAP_SUITE}"
 BOOTSTRAP_PACKAGES = ("python3", "python3-venv", "ca-certificates")
-# Hatchling's zip timestamps come from here: a fixed date makes the harness wheel byte-identical
-# across builds of the same code, so the layer that installs it stays cached.
-_SOURCE_DATE_EPOCH = "1577836800"
 _LOG_TAIL = 25
 
 
@@ -172,128 +167,6 @@ def bootstrap_base_image(*, force: bool = False, suite: str = BOOTSTRAP_SUITE, e
     if not image_exists(client, tag):
         raise ImageBuildError(f"the engine did not create {tag} from the bootstrap tarball")
     return tag
-
-
-# --------------------------------------------------------------------------- framework images
-def _normalise(dist: str) -> str:
-    return re.sub(r"[-_.]+", "_", dist).lower()
-
-
-def _wheel_dist(path: Path) -> str:
-    return _normalise(path.name.split("-")[0])
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
-
-
-def harness_requirements() -> list[str]:
-    """harness's own runtime dependencies (without extras), for a cached layer of their own."""
-    from importlib.metadata import PackageNotFoundError, requires
-
-    try:
-        reqs = requires("harness") or []
-    except PackageNotFoundError:
-        reqs = []
-    return sorted(r for r in reqs if "extra ==" not in r and "extra==" not in r)
-
-
-def build_harness_wheel(dest: Path, wheelhouse: Path | None = None) -> Path:
-    """Put a wheel of this harness in ``dest`` and return it.
-
-    A ``harness-<version>-*.whl`` in the wheelhouse wins; otherwise the wheel is built from this
-    checkout with a fixed SOURCE_DATE_EPOCH so that unchanged code gives identical bytes.
-
-    Raises:
-        ImageBuildError: when harness runs from a wheel install (no checkout) and no wheel was given.
-    """
-    dest.mkdir(parents=True, exist_ok=True)
-    if wheelhouse is not None:
-        for wheel in sorted(wheelhouse.glob(f"harness-{__version__}-*.whl")):
-            target = dest / wheel.name
-            _link_or_copy(wheel, target)
-            return target
-    root = repo_root()
-    if root is None:
-        raise ImageBuildError(
-            "cannot put harness into the image: harness is installed from a wheel, not run from a checkout",
-            hint=f"put harness-{__version__}-py3-none-any.whl in a folder and pass it as --wheelhouse DIR")
-    key = _source_hash(root)
-    if key in _WHEEL_MEMO:
-        name, data = _WHEEL_MEMO[key]
-        (dest / name).write_bytes(data)
-        return dest / name
-    env = dict(os.environ, SOURCE_DATE_EPOCH=_SOURCE_DATE_EPOCH, PIP_DISABLE_PIP_VERSION_CHECK="1")
-    cmd = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--wheel-dir", str(dest), str(root)]
-    import importlib.util
-
-    if importlib.util.find_spec("hatchling") is not None:
-        cmd.insert(4, "--no-build-isolation")  # present: skip the isolated build env, which downloads it
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wheels = sorted(dest.glob("harness-*.whl"))
-    if proc.returncode != 0 or not wheels:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-_LOG_TAIL:])
-        first = next((ln for ln in reversed(tail.splitlines()) if "error" in ln.lower()), "see the log")
-        raise ImageBuildError(f"building the harness wheel from {root} failed: {first.strip()}", log_tail=tail,
-                              hint="pip needs hatchling (from the index, or `pip install hatchling` offline)")
-    _WHEEL_MEMO[key] = (wheels[0].name, wheels[0].read_bytes())
-    return wheels[0]
-
-
-# A wheel per source tree already built in this process (tests and `build --framework all` build
-# several images): pip wheel takes seconds, hashing the sources milliseconds.
-_WHEEL_MEMO: dict[str, tuple[str, bytes]] = {}
-_WHEEL_INPUTS = ("harness", "templates", "docker")
-
-
-def _source_hash(root: Path) -> str:
-    """sha256 over every file that goes into the harness wheel."""
-    h = hashlib.sha256()
-    files = [root / "pyproject.toml", root / "README.md"]
-    for top in _WHEEL_INPUTS:
-        files += [p for p in (root / top).rglob("*") if p.is_file() and "__pycache__" not in p.parts]
-    for path in sorted(files):
-        if path.is_file():
-            h.update(str(path.relative_to(root)).encode() + b"\0")
-            h.update(path.read_bytes())
-    return h.hexdigest()
-
-
-def _git(root: Path | None, *args: str) -> str:
-    if root is None:
-        return "unknown"
-    try:
-        proc = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
-    if proc.returncode != 0:
-        return "unknown"
-    return proc.stdout.strip() or "unknown"
-
-
-def assemble_framework_context(ctx: Path, framework: str, *, wheelhouse: Path | None,
-                               ca_bundle: Path | None) -> None:
-    """Lay out the build context of one framework image in ``ctx`` (see the Dockerfile's header)."""
-    src = docker_dir()
-    shutil.copy2(src / f"Dockerfile.{framework}", ctx / "Dockerfile")
-    for sub in ("scripts", "ca", "wheelhouse", "dist"):
-        (ctx / sub).mkdir()
-    for sub in ("scripts", "ca", "wheelhouse"):
-        (ctx / sub / f".keep-{sub}").write_text("")  # COPY of an empty folder is not portable
-    for script in ("install_framework.sh", "install_harness.sh"):
-        shutil.copy2(src / script, ctx / "scripts" / script)
-    if ca_bundle is not None:
-        shutil.copyfile(ca_bundle, ctx / "ca" / "ca-bundle.crt")
-    if wheelhouse is not None:
-        wanted = FRAMEWORK_WHEELS[framework]
-        for wheel in sorted(wheelhouse.glob("*.whl")):
-            if _wheel_dist(wheel) in wanted:  # only what this image needs: no GBs for nothing
-                _link_or_copy(wheel, ctx / "wheelhouse" / wheel.name)
-    (ctx / "requirements.txt").write_text("\n".join(harness_requirements()) + "\n")
-    build_harness_wheel(ctx / "dist", wheelhouse)
 
 
 def build_framework_images(*, frameworks: Iterable[str] = FRAMEWORKS, bootstrap: bool = False,
@@ -457,5 +330,5 @@ def list_images(client: "docker.DockerClient | None" = None) -> dict[str, str | 
     return found
 
 
-__all__ = ["bootstrap_base_image", "build_framework_images", "ensure_experiment_image", "framework_tag",
-           "docker_client", "experiment_hash", "list_images"]
+__all__ = ["assemble_framework_context", "bootstrap_base_image", "build_framework_images", "build_harness_wheel",
+           "docker_client", "ensure_experiment_image", "experiment_hash", "framework_tag", "list_images"]

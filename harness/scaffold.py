@@ -23,7 +23,7 @@ from pathlib import Path
 from harness import __version__
 from harness.config import CONFIG_FILENAME, ExperimentConfig, Resources, config_to_json
 from harness.errors import ScaffoldError, UsageError
-from harness.resources import templates_dir
+from harness.package_data import templates_dir
 
 FRAMEWORKS = ("pytorch", "tensorflow")
 PREFIX = "kaggle_"

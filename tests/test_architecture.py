@@ -17,8 +17,6 @@ import ast
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent / "harness"
 HOST_ONLY = {"click", "docker", "pydantic", "rich", "jinja2", "matplotlib"}
 MAX_MODULE_LINES = 400
@@ -51,10 +49,7 @@ ALLOWED = {
     "check": {"engine", "images", "base", "core"},
     "scaffold": {"base", "core"},
     "cli": set(GROUPS.values()),
-}# Parts of issue #9 still landing; each mark goes when its part lands (strict: a pass fails).
-IN_PROGRESS = pytest.mark.xfail(strict=True, reason="issue #9 lands in increments")
-
-# plan drives runs through the backends' package API, never one backend's module.
+}# plan drives runs through the backends' package API, never one backend's module.
 FORBIDDEN_PREFIXES = {"plan": ("harness.backends.",)}
 
 
@@ -233,7 +228,6 @@ def test_in_container_modules_import_nothing_host_side() -> None:
     assert host_imports_in_container() == []
 
 
-@IN_PROGRESS
 def test_modules_and_functions_stay_small() -> None:
     too_long = {name: n for name, n in module_lines().items() if n > MAX_MODULE_LINES}
     assert too_long == {}

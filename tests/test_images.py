@@ -30,11 +30,11 @@ def _sha(path: Path) -> str:
 
 
 def test_harness_wheel_is_reproducible(tmp_path, monkeypatch):
-    import harness.images
+    import harness.image_context
 
-    monkeypatch.setattr(harness.images, "_WHEEL_MEMO", {})
+    monkeypatch.setattr(harness.image_context, "_WHEEL_MEMO", {})
     first = build_harness_wheel(tmp_path / "a")
-    harness.images._WHEEL_MEMO.clear()  # build it again for real, not from this process's memo
+    harness.image_context._WHEEL_MEMO.clear()  # build it again for real, not from this process's memo
     second = build_harness_wheel(tmp_path / "b")
     assert first.stat().st_ino != second.stat().st_ino
     assert first.name == second.name == f"harness-{__version__}-py3-none-any.whl"
@@ -108,8 +108,8 @@ def test_framework_image_has_torch_harness_labels_and_rebuild_is_cached(pytorch_
     assert labels["harness.version"] == __version__
     assert labels["harness.framework"] == "pytorch"
     assert labels["harness.git_commit"] and labels["harness.build_date"]
-    from harness.images import _source_hash
-    from harness.resources import repo_root
+    from harness.image_context import _source_hash
+    from harness.package_data import repo_root
 
     assert labels["harness.source_hash"] == _source_hash(repo_root())[:16]
     out = client.containers.run(pytorch_image, ["python3", "-c",

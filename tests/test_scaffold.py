@@ -14,7 +14,7 @@ from harness import scaffold
 from harness.cli import cli
 from harness.config import load_config
 from harness.errors import ScaffoldError, UsageError
-from harness.resources import templates_dir
+from harness.package_data import templates_dir
 from harness.scaffold import create_experiment
 
 REPO = Path(__file__).resolve().parent.parent

@@ -18,7 +18,7 @@ import numpy as np
 
 from harness.compare import stats
 from harness.errors import ExperimentNotFoundError, HarnessError, ResultsError, UsageError
-from harness.compare.reduce import (ALL_METRICS, DEFAULT_NOISE_BAND, DESCRIPTIVE_METRICS, SPEED_METRICS, MetricSpec,
+from harness.compare.reduce import (DEFAULT_NOISE_BAND, DESCRIPTIVE_METRICS, SPEED_METRICS, MetricSpec,
                                     RunData, reduce_run)
 from harness.results.load import iter_run_dirs, load_run
 

@@ -16,153 +16,12 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
+from harness.monitor.cgroup_paths import CgroupPaths, Mount, discover, in_container, parse_mountinfo, \
+    parse_proc_cgroup, translate
+
 UNLIMITED_THRESHOLD = 1 << 60
-
-
-@dataclass(frozen=True)
-class Mount:
-    """One cgroup line of ``/proc/self/mountinfo``."""
-
-    root: str  # the cgroup path that is mounted at mount_point
-    mount_point: str
-    fstype: str  # cgroup | cgroup2
-    controllers: frozenset[str]
-
-
-def parse_proc_cgroup(text: str) -> dict[str, str]:
-    """``/proc/self/cgroup`` as ``{controller: path}``; the v2 entry is keyed ``""``.
-
-    ``name=systemd`` hierarchies keep their name; v1 lines list several controllers
-    (``4:cpu,cpuacct:/docker/abc``), each gets the path.
-    """
-    paths: dict[str, str] = {}
-    for line in text.splitlines():
-        parts = line.strip().split(":", 2)
-        if len(parts) != 3:
-            continue
-        _, controllers, path = parts
-        if controllers == "":
-            paths[""] = path
-        else:
-            for controller in controllers.split(","):
-                paths[controller] = path
-    return paths
-
-
-def _unescape(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as octal.
-    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
-
-
-def parse_mountinfo(text: str) -> list[Mount]:
-    """The cgroup and cgroup2 mounts of a ``/proc/self/mountinfo``."""
-    mounts: list[Mount] = []
-    for line in text.splitlines():
-        left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
-        fields = left.split()
-        tail = right.split()
-        if len(fields) < 5 or len(tail) < 3 or tail[0] not in ("cgroup", "cgroup2"):
-            continue
-        options = set(tail[2].split(","))
-        if tail[0] == "cgroup2":
-            controllers: frozenset[str] = frozenset()
-        else:
-            # super options hold the controllers (and rw, name=... for named hierarchies)
-            controllers = frozenset(o for o in options if o not in ("rw", "ro") and "=" not in o) | \
-                frozenset(o for o in options if o.startswith("name="))
-        mounts.append(Mount(root=_unescape(fields[3]), mount_point=_unescape(fields[4]),
-                            fstype=tail[0], controllers=controllers))
-    return mounts
-
-
-def translate(cgroup_path: str, mount: Mount, root: str = "/") -> list[str]:
-    """Directories from the process's cgroup up to the mount point, leaf first.
-
-    The mount shows ``mount.root`` at ``mount.mount_point``; the process's path is relative
-    to the hierarchy (or to its cgroup namespace). When the path does not start with the
-    mount root (a cgroup namespace, or a process moved after the mount) the mount point
-    itself is the best guess, as automaxprocs and the JVM do.
-    """
-    mount_root = mount.root.rstrip("/") or "/"
-    path = cgroup_path.rstrip("/") or "/"
-    if mount_root == "/":
-        rel = path
-    elif path == mount_root or path.startswith(mount_root + "/"):
-        rel = path[len(mount_root):] or "/"
-    else:
-        rel = "/"
-    top = os.path.join(root, mount.mount_point.lstrip("/"))
-    leaf = os.path.normpath(os.path.join(top, rel.lstrip("/"))) if rel != "/" else top
-    if not leaf.startswith(top) or not os.path.isdir(leaf):
-        leaf = top
-    dirs = [leaf]
-    while dirs[-1] != top and len(dirs[-1]) > len(top):
-        dirs.append(os.path.dirname(dirs[-1]))
-    return dirs
-
-
-@dataclass
-class CgroupPaths:
-    """Where each controller's files are: directories leaf first (walked up for limits)."""
-
-    version: int | None  # 1, 2, or None when no cgroup filesystem is mounted
-    cpu: list[str] = field(default_factory=list)
-    cpuacct: list[str] = field(default_factory=list)
-    cpuset: list[str] = field(default_factory=list)
-    memory: list[str] = field(default_factory=list)
-    unified: list[str] = field(default_factory=list)  # v2 dirs (also the PSI source on hybrid hosts)
-    hybrid: bool = False
-
-
-def discover(root: str = "/", pid: str = "self") -> CgroupPaths:
-    """Find this process's cgroup directories from ``/proc/<pid>/cgroup`` and ``mountinfo``."""
-    try:
-        with open(os.path.join(root, f"proc/{pid}/cgroup")) as f:
-            proc = parse_proc_cgroup(f.read())
-        with open(os.path.join(root, f"proc/{pid}/mountinfo")) as f:
-            mounts = parse_mountinfo(f.read())
-    except OSError:
-        return CgroupPaths(version=None)
-    v1 = [m for m in mounts if m.fstype == "cgroup"]
-    v2 = [m for m in mounts if m.fstype == "cgroup2"]
-    paths = CgroupPaths(version=None)
-
-    def v1_dirs(controller: str) -> list[str]:
-        if controller not in proc:
-            return []
-        for mount in v1:
-            if controller in mount.controllers:
-                return translate(proc[controller], mount, root)
-        return []
-
-    for controller in ("cpu", "cpuacct", "cpuset", "memory"):
-        setattr(paths, controller, v1_dirs(controller))
-    if "" in proc and v2:
-        paths.unified = translate(proc[""], v2[0], root)
-    if paths.cpu or paths.memory or paths.cpuacct:
-        paths.version = 1
-        paths.hybrid = bool(paths.unified)
-    elif paths.unified:
-        paths.version = 2
-        paths.cpu = paths.cpuacct = paths.cpuset = paths.memory = paths.unified
-    return paths
-
-
-def in_container(root: str = "/") -> bool:
-    """Whether we run in a container (seed 004: the monitor "detects Docker"): marker files or cgroup paths."""
-    if os.path.exists(os.path.join(root, ".dockerenv")) or os.path.exists(os.path.join(root, "run/.containerenv")):
-        return True
-    try:
-        with open(os.path.join(root, "proc/1/cgroup")) as f:
-            text = f.read()
-    except OSError:
-        return False
-    return any(word in text for word in ("/docker", "/kubepods", "/containerd", "/libpod", "/lxc"))
 
 
 class _File:
@@ -405,11 +264,16 @@ class CgroupReader:
         """
         now = now_ns if now_ns is not None else time.monotonic_ns()
         unavailable: dict[str, str] = {}
-        cpu: dict[str, Any] = {}
-        mem: dict[str, Any] = {}
         if self.version is None:
             unavailable["cgroup"] = "no cgroup filesystem mounted"
-            return cpu, mem, {}, unavailable
+            return {}, {}, {}, unavailable
+        limit_cores, source, limit = self.limits(now)
+        cpu = self._read_cpu(now, limit_cores, source, unavailable)
+        mem = self._read_memory(limit, unavailable)
+        return cpu, mem, self._read_psi(now, unavailable), unavailable
+
+    def _read_cpu(self, now: int, limit_cores: float, source: str, unavailable: dict[str, str]) -> dict[str, Any]:
+        cpu: dict[str, Any] = {}
         stat = parse_keyed(self._cpu_stat.read()) if self._cpu_stat else {}
         if self.version == 1:
             usage = parse_int(self._usage.read()) if self._usage else None
@@ -417,7 +281,6 @@ class CgroupReader:
         else:
             usage = stat["usage_usec"] * 1000 if "usage_usec" in stat else None
             throttled_ns = stat["throttled_usec"] * 1000 if "throttled_usec" in stat else None
-        limit_cores, source, limit = self.limits(now)
         cpu["limit_cores"] = limit_cores
         cpu["limit_source"] = source
         if usage is not None:
@@ -434,29 +297,34 @@ class CgroupReader:
                 cpu[key] = stat[key]
         if throttled_ns is not None:
             cpu["throttled_ns"] = throttled_ns
+        return cpu
 
+    def _read_memory(self, limit: int | None, unavailable: dict[str, str]) -> dict[str, Any]:
+        mem: dict[str, Any] = {}
         usage_b = parse_int(self._mem_usage.read()) if self._mem_usage else None
-        if usage_b is not None:
-            mstat = self._mem_stat.read() if self._mem_stat else None
-            # kubelet's working set: usage minus inactive file cache (v1 uses the total_ hierarchy key)
-            inactive = stat_value(mstat, "total_inactive_file")
-            if inactive is None:
-                inactive = stat_value(mstat, "inactive_file") or 0
-            working = max(0, usage_b - inactive)
-            mem["usage"] = usage_b
-            mem["working_set"] = working
-            mem["limit"] = limit
-            denominator = limit if limit is not None else self.host_memory
-            mem["percent_of_limit"] = round(100.0 * working / denominator, 2) if denominator else None
-            peak = parse_int(self._mem_peak.read()) if self._mem_peak else None
-            if peak is not None:
-                mem["peak"] = peak
-            oom = self.oom_kills()
-            if oom is not None:
-                mem["oom_kill"] = oom
-        else:
+        if usage_b is None:
             unavailable["memory"] = "no memory controller files in this cgroup"
+            return mem
+        mstat = self._mem_stat.read() if self._mem_stat else None
+        # kubelet's working set: usage minus inactive file cache (v1 uses the total_ hierarchy key)
+        inactive = stat_value(mstat, "total_inactive_file")
+        if inactive is None:
+            inactive = stat_value(mstat, "inactive_file") or 0
+        working = max(0, usage_b - inactive)
+        mem["usage"] = usage_b
+        mem["working_set"] = working
+        mem["limit"] = limit
+        denominator = limit if limit is not None else self.host_memory
+        mem["percent_of_limit"] = round(100.0 * working / denominator, 2) if denominator else None
+        peak = parse_int(self._mem_peak.read()) if self._mem_peak else None
+        if peak is not None:
+            mem["peak"] = peak
+        oom = self.oom_kills()
+        if oom is not None:
+            mem["oom_kill"] = oom
+        return mem
 
+    def _read_psi(self, now: int, unavailable: dict[str, str]) -> dict[str, Any]:
         # PSI's averages are already over 10 s or more: reading it at most once a second loses
         # nothing and keeps a 10 Hz sampler cheap. Samples in between carry no psi part.
         psi: dict[str, Any] = {}
@@ -468,7 +336,7 @@ class CgroupReader:
                     psi[name] = parsed
             if not psi:
                 unavailable["psi"] = "kernel or cgroup without pressure (PSI) files"
-        return cpu, mem, psi, unavailable
+        return psi
 
     def describe(self) -> dict[str, Any]:
         """Version and limits for the environment manifest."""
@@ -486,3 +354,10 @@ class CgroupReader:
                   *self._psi.values()]:
             if f is not None:
                 f.close()
+
+
+# Discovery lives in cgroup_paths; its names stay importable from here.
+__all__ = [
+    "CgroupPaths", "CgroupReader", "Mount", "UNLIMITED_THRESHOLD", "discover", "in_container", "parse_cpu_max",
+    "parse_cpuset", "parse_int", "parse_keyed", "parse_mountinfo", "parse_proc_cgroup", "parse_psi",
+    "stat_value", "translate"]
