@@ -10,8 +10,8 @@ Prints, each measured in a fresh child process so peak memory is that of the mea
 * reduce as each run ends: ``compare.cache.warm`` per run, what ``harness run`` does as a run completes;
 * compare, after run: ``compare_experiment`` reading the reduced runs from results/comparison/.cache,
   what ``harness compare`` costs after ``harness run``; targets: <= 2 s, <= 500 MB;
-* reports:   ``compare_command --no-plots`` (adds comparison.json / report.md / report.html), cached;
-* plots:     ``compare_command`` with plots, cached.
+* reports:   ``compare_and_report(plots=False)`` (adds comparison.json / report.md / report.html), cached;
+* plots:     ``compare_and_report`` with plots, cached.
 
 Usage: python benchmarks/compare_scale.py [--batches 200000] [--seeds 5] [--dir DIR]
 """
@@ -47,8 +47,8 @@ elif what == "compare":
     comp = compare_experiment(exp)
     assert comp.headline is not None
 else:
-    from harness.compare import compare_command
-    compare_command(experiments=[exp], fmt="table", plots=(what == "plots"), echo=lambda *a, **k: None)
+    from harness.compare import compare_and_report, render_result
+    render_result(compare_and_report(experiments=[exp], plots=(what == "plots")), "table", 120)
 elapsed = time.perf_counter() - t0
 print(json.dumps({"seconds": elapsed, "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """

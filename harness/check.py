@@ -11,7 +11,7 @@ import os
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness.errors import HarnessError
 
@@ -205,8 +205,10 @@ def run_checks(results_dir: Path | None = None) -> list[CheckResult]:
     return results
 
 
-def print_checks(results: list[CheckResult], echo: Callable[[str], None] | None = None) -> None:
-    """A readable table (rich), with the fix under each failed or warned line."""
+def render_checks(results: list[CheckResult]) -> str:
+    """A readable table (rich), with the fix under each failed or warned line; colours only on a terminal."""
+    import io
+
     from rich.console import Console
     from rich.table import Table
 
@@ -218,8 +220,10 @@ def print_checks(results: list[CheckResult], echo: Callable[[str], None] | None 
     for r in results:
         detail = r.detail + (f"\n[dim]fix: {r.fix}[/]" if r.fix and r.status in ("warn", "fail") else "")
         table.add_row(r.name + (" *" if r.required else ""), marks.get(r.status, r.status), detail)
-    console = Console(width=max(100, shutil.get_terminal_size().columns), soft_wrap=False,
-                      force_terminal=None if os.isatty(1) else False)
+    out = io.StringIO()
+    console = Console(file=out, width=max(100, shutil.get_terminal_size().columns), soft_wrap=False,
+                      force_terminal=True if os.isatty(1) else False)
     console.print(table)
     failed = [r for r in results if r.required and not r.ok]
     console.print("* required" + (f"; {len(failed)} required check(s) failed" if failed else "; all required checks pass"))
+    return out.getvalue().rstrip("\n")

@@ -10,6 +10,7 @@ that need them, so ``harness --help`` stays fast.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -202,13 +203,17 @@ def compare(experiments: tuple[Path, ...], baseline: str, candidate: str, runs: 
       harness compare --fail-if-slower          # in CI
       harness compare experiments/*
     """
-    from harness.compare import compare_command
+    from harness.compare import compare_and_report, render_result
 
     run_ids = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
-    exit_code = compare_command(experiments=list(experiments), baseline=baseline, candidate=candidate,
-                                run_ids=run_ids, fmt=fmt, noise_band=noise_band / 100.0,
-                                fail_if_slower=fail_if_slower, plots=not no_plots, echo=click.echo)
-    sys.exit(exit_code)
+    result = compare_and_report(experiments=list(experiments), baseline=baseline, candidate=candidate,
+                                run_ids=run_ids, noise_band=noise_band / 100.0, plots=not no_plots)
+    # Wide enough for the verdict table; CliRunner and pipes fall back to COLUMNS or 120.
+    text, problems = render_result(result, fmt, max(100, shutil.get_terminal_size((120, 24)).columns))
+    for line in problems:
+        click.echo(line, err=True)
+    click.echo(text)
+    sys.exit(1 if fail_if_slower and result.slower else 0)
 
 
 # --------------------------------------------------------------------------- images
@@ -269,13 +274,13 @@ def check(as_json: bool) -> None:
 
     Exits 1 when something required is missing, and says how to fix each.
     """
-    from harness.check import print_checks, run_checks
+    from harness.check import render_checks, run_checks
 
     results = run_checks()
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2))
     else:
-        print_checks(results)
+        click.echo(render_checks(results))
     if any(r.required and not r.ok for r in results):
         sys.exit(1)
 

@@ -18,6 +18,7 @@ from harness.compare.tables import render_latex, render_markdown
 
 FIXTURES = Path(__file__).parent / "fixtures" / "results"
 GOLDEN = FIXTURES / "golden_table.txt"
+GOLDEN_JSON = FIXTURES / "golden_comparison.json"
 
 
 @pytest.fixture
@@ -62,6 +63,21 @@ def test_golden_table(demo: Path) -> None:
     if os.environ.get("UPDATE_GOLDEN") == "1":
         GOLDEN.write_text(text, encoding="utf-8")
     assert text == GOLDEN.read_text(encoding="utf-8")
+
+
+def test_golden_json(demo: Path) -> None:
+    """comparison.json on committed results files, byte for byte but for when and where it was made."""
+    import re
+
+    result = _invoke("compare", str(demo), "--no-plots", "--format", "json")
+    assert result.exit_code == 0
+    text = result.stdout.replace(str(demo), "<demo>")
+    text = re.sub(r'"timestamp":\d+', '"timestamp":0', text, count=1)
+    text = re.sub(r'"datetime":"[^"]*"', '"datetime":""', text, count=1)
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        GOLDEN_JSON.write_text(text, encoding="utf-8")
+    assert text == GOLDEN_JSON.read_text(encoding="utf-8")
+    assert (demo / "results" / "comparison" / "comparison.json").read_text(encoding="utf-8") == result.stdout
 
 
 def test_cut_short_file_is_one_line_and_stdout_stays_json(demo: Path) -> None:
