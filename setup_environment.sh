@@ -184,8 +184,8 @@ cmd_install() {
         echo "Ray and the test tools."
         return 0;;
     esac
-    local extras="pytorch"
-    [ "${1:-}" = "--dev" ] && extras="pytorch,tensorflow,ray,dev"
+    local extras="host,pytorch"
+    [ "${1:-}" = "--dev" ] && extras="host,pytorch,tensorflow,ray,dev"
     step "create the virtual environment $VENV"
     [ -x "$VENV/bin/python" ] || "$PYTHON_BIN" -m venv "$VENV"
     activate

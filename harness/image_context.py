@@ -42,7 +42,17 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
 
 def harness_requirements() -> list[str]:
-    """harness's own runtime dependencies (without extras), for a cached layer of their own."""
+    """harness's core dependencies (no extras: what runs inside a container), for a cached layer of their own.
+
+    Read from the checkout's pyproject.toml when harness runs from one (the installed metadata of
+    an editable install is as old as the install), else from the installed metadata.
+    """
+    root = repo_root()
+    if root is not None and sys.version_info >= (3, 11):
+        import tomllib
+
+        with open(root / "pyproject.toml", "rb") as f:
+            return sorted(tomllib.load(f)["project"]["dependencies"])
     from importlib.metadata import PackageNotFoundError, requires
 
     try:

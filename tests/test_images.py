@@ -63,7 +63,8 @@ def test_context_holds_only_the_wheels_the_framework_needs(tmp_path):
         assemble_framework_context(ctx, framework, wheelhouse=house, ca_bundle=ca)
         assert [p.name.split("-")[0] for p in (ctx / "wheelhouse").glob("*.whl")] == wanted
         assert (ctx / "ca" / "ca-bundle.crt").read_text() == ca.read_text()
-        assert "click" in (ctx / "requirements.txt").read_text()
+        requirements = (ctx / "requirements.txt").read_text()
+        assert "psutil" in requirements and "click" not in requirements  # the core only: no host side
         assert [p.name for p in (ctx / "dist").iterdir()] == [f"harness-{__version__}-py3-none-any.whl"]
         dockerfile = (ctx / "Dockerfile").read_text()
         assert "ARG BASE_IMAGE=" in dockerfile and "--mount" not in dockerfile and "# syntax" not in dockerfile

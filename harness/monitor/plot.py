@@ -8,7 +8,11 @@ from typing import Any
 
 def plot_results(doc: dict[str, Any], path: Path) -> Path:
     """Batch time, loss, accuracy, CPU % and memory % for each mode, overlaid for comparison."""
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as e:  # training images carry harness's core only
+        raise ImportError("plot_metrics needs matplotlib: add it to the experiment's requirements.txt "
+                          "(or pip install 'harness[host]')") from e
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
