@@ -31,7 +31,7 @@ GROUPS = {
     "harness.agent": "agent", "harness.manifest": "agent",
     "harness.compare": "compare", "harness.engine": "engine", "harness.images": "images",
     "harness.image_context": "images", "harness.backends": "backends", "harness.plan": "plan",
-    "harness.check": "check", "harness.scaffold": "scaffold", "harness.cli": "cli",
+    "harness.check": "check", "harness.scaffold": "scaffold", "harness.cli": "cli", "harness.entry": "cli",
 }
 IN_CONTAINER = {"core", "results", "monitor", "optimizer", "agent"}
 ALLOWED = {

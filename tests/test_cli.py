@@ -167,3 +167,15 @@ def test_bad_run_flags_are_refused_before_anything_is_written(
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith(expected), result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_without_the_host_extra_the_command_says_how_to_install() -> None:
+    """A plain `pip install harness` is the in-container core: the command names the missing extra."""
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['click'] = None\nfrom harness.entry import main\nmain()"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr == ("Error: the harness command needs click, part of the CLI's dependencies\n"
+                           "hint: pip install 'harness[host]'\n")
