@@ -92,7 +92,8 @@ def _template_files(framework: str) -> dict[str, Path]:
         if not folder.is_dir():
             raise ScaffoldError(f"harness is missing its templates/{part}/ folder; reinstall harness")
         for path in sorted(folder.rglob("*")):
-            if path.is_file() and "__pycache__" not in path.parts:
+            # _partials/ holds pieces the templates include (the baselines' shared data code), not files.
+            if path.is_file() and "__pycache__" not in path.parts and "_partials" not in path.parts:
                 rel = path.relative_to(folder)
                 name = rel.name.removesuffix(".j2")
                 if name.startswith("dot-"):
@@ -121,7 +122,7 @@ def render_experiment(competition: str, framework: str, dest: Path) -> None:
         "num_classes": PARAMETERS["num_classes"],
     }
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             autoescape=False)
+                             autoescape=False, loader=jinja2.FileSystemLoader(str(templates_dir())))
     try:
         for out_name, template in _template_files(framework).items():
             target = dest / out_name
