@@ -83,9 +83,8 @@ def default_config(competition: str, framework: str) -> ExperimentConfig:
     )
 
 
-def _template_files(framework: str) -> dict[str, Path]:
+def _template_files(root: Path, framework: str) -> dict[str, Path]:
     """Output name -> template file; the framework's folder overrides common/."""
-    root = templates_dir()
     files: dict[str, Path] = {}
     for part in ("common", framework):
         folder = root / part
@@ -110,6 +109,7 @@ def render_experiment(competition: str, framework: str, dest: Path) -> None:
     """
     import jinja2
 
+    root = templates_dir()
     config = default_config(competition, framework)
     context = {
         "competition": competition,
@@ -122,9 +122,9 @@ def render_experiment(competition: str, framework: str, dest: Path) -> None:
         "num_classes": PARAMETERS["num_classes"],
     }
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             autoescape=False, loader=jinja2.FileSystemLoader(str(templates_dir())))
+                             autoescape=False, loader=jinja2.FileSystemLoader(str(root)))
     try:
-        for out_name, template in _template_files(framework).items():
+        for out_name, template in _template_files(root, framework).items():
             target = dest / out_name
             target.parent.mkdir(parents=True, exist_ok=True)
             if template.name.endswith(".j2"):
