@@ -58,7 +58,7 @@ def main() -> None:
         for k in range(args.repeat + 1):  # the first round warms caches (and builds the image) and is dropped
             exp = load_experiment(make_experiment(Path(tmp) / f"plan{k}", seeds))
             start = time.perf_counter()
-            failed = execute(exp, ["all"], None, RunOptions(backend=args.backend), echo=None)
+            failed = execute(exp, ["all"], None, RunOptions(backend=args.backend), echo=None).failed
             plan_total = time.perf_counter() - start
             if failed:
                 sys.exit(f"{len(failed)} run(s) failed: {failed[0].message}")

@@ -166,13 +166,14 @@ def run(modes: tuple[str, ...], experiment_dir: Path | None, seeds: str | None, 
     options = RunOptions(backend=backend, gpus=gpus, cpus=cpus, memory=memory, shm_size=shm_size,
                          network=network, ipc=ipc, timeout=timeout, rebuild=rebuild)
     from harness.compare.cache import warm
-    from harness.plan import execute
+    from harness.plan import execute, render_plan_result
 
-    failed = execute(experiment=experiment, modes=list(modes), seeds=seed_list,
+    result = execute(experiment=experiment, modes=list(modes), seeds=seed_list,
                      options=options, dry_run=dry_run, resume=resume, fail_fast=fail_fast,
                      parallel=parallel, executor=executor, address=address, echo=click.echo,
                      on_run_completed=warm)
-    if failed:
+    click.echo(render_plan_result(result))
+    if result.failed:
         sys.exit(1)
 
 

@@ -16,8 +16,28 @@ import pytest
 from harness.backends import RunOptions
 from harness.errors import MissingDependencyError, PlanError, UsageError
 from harness.experiment import load_experiment
-from harness.plan import (Plan, PlanLock, execute, interleave, list_plans, load_plan,
-                          make_plan, reconcile, resolve_modes, resume_plan, save_plan)
+from harness.plan import (Plan, PlanLock, interleave, list_plans, load_plan, make_plan, reconcile,
+                          render_plan_result, resolve_modes, save_plan)
+from harness.plan import execute as _execute
+from harness.plan import resume_plan as _resume_plan
+
+
+def execute(*args, **kwargs):
+    """``harness run`` as the CLI does it: the live lines and then the rendered result go to ``echo``;
+    returns the failed runs."""
+    result = _execute(*args, **kwargs)
+    if kwargs.get("echo") is not None:
+        for line in render_plan_result(result).splitlines():
+            kwargs["echo"](line)
+    return result.failed
+
+
+def resume_plan(*args, **kwargs):
+    result = _resume_plan(*args, **kwargs)
+    if kwargs.get("echo") is not None:
+        for line in render_plan_result(result).splitlines():
+            kwargs["echo"](line)
+    return result.failed
 from harness.plan.progress import EventTail, Progress
 from harness.plan.ray import task_resources
 from harness.plan.ray_task import map_gpus, pack_experiment, unpack

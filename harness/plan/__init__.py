@@ -8,10 +8,11 @@
 
 from __future__ import annotations
 
-from harness.plan.model import Plan, PlannedRun, interleave, make_plan, resolve_modes
+from harness.plan.model import Plan, PlannedRun, PlanResult, interleave, make_plan, resolve_modes
+from harness.plan.report import render_plan_result
 from harness.plan.resume import reconcile
 from harness.plan.run import execute, resume_plan, run_plan
 from harness.plan.state import PlanLock, list_plans, load_plan, save_plan
 
-__all__ = ["Plan", "PlanLock", "PlannedRun", "execute", "interleave", "list_plans", "load_plan", "make_plan",
-           "reconcile", "resolve_modes", "resume_plan", "run_plan", "save_plan"]
+__all__ = ["Plan", "PlanLock", "PlanResult", "PlannedRun", "execute", "interleave", "list_plans", "load_plan",
+           "make_plan", "reconcile", "render_plan_result", "resolve_modes", "resume_plan", "run_plan", "save_plan"]

@@ -154,3 +154,20 @@ def make_plan(experiment: Experiment, modes: list[str], seeds: list[int] | None 
                 experiment_dir=str(experiment.path), created=time.time(), modes=modes, seeds=seeds,
                 options=asdict(options), runs=runs, parallel=parallel, executor=executor, address=address,
                 fail_fast=fail_fast)
+
+
+@dataclass
+class PlanResult:
+    """What ``execute`` did: the plan as it stands now, the runs that failed, and what to tell about it.
+
+    ``harness.plan.report.render_plan_result`` turns it into the lines the CLI prints.
+    """
+
+    plan: Plan
+    failed: list[PlannedRun]
+    errors_log: Path
+    dry_run: bool = False
+    resuming: bool = False
+    nothing_to_do: bool = False
+    slots: int = 1  # runs at a time
+    notes: list[str] = field(default_factory=list)  # where parallel runs go (dry run)

@@ -15,12 +15,12 @@ from harness.errors import UsageError
 from harness.experiment import Experiment
 from harness.plan.executor import Executor, RunCompleted
 from harness.plan.local import LocalExecutor
-from harness.plan.model import Plan, PlannedRun, make_plan
+from harness.plan.model import Plan, PlanResult, make_plan
 from harness.plan.progress import Progress
 from harness.plan.resume import reconcile
-from harness.plan.slots import BANDWIDTH_NOTE, Slot, plan_slots
+from harness.plan.slots import Slot, plan_slots
 from harness.plan.state import ERRORS_FILENAME, PlanLock, load_plan, plan_dir, save_plan
-from harness.settings import RunOptions, resolve_settings
+from harness.settings import RunOptions, RunSettings, resolve_settings
 
 Echo = Callable[[str], None]
 
@@ -28,8 +28,11 @@ Echo = Callable[[str], None]
 def execute(experiment: Experiment, modes: list[str], seeds: list[int] | None, options: RunOptions,
             dry_run: bool = False, resume: str | None = None, fail_fast: bool = False,
             parallel: bool = False, executor: str = "local", address: str | None = None,
-            echo: Echo | None = print, on_run_completed: RunCompleted | None = None) -> list[PlannedRun]:
-    """What ``harness run`` does: make (or resume) a plan, print or run it; returns the failed runs.
+            echo: Echo | None = print, on_run_completed: RunCompleted | None = None) -> PlanResult:
+    """What ``harness run`` does: make (or resume) a plan, and run it unless ``dry_run``.
+
+    ``echo`` gets the live lines (what runs now, progress, the runs' output); the result is
+    rendered by ``harness.plan.report.render_plan_result``.
 
     Raises:
         UsageError: unknown modes, bad seeds, modes given with --resume, --address without ray.
@@ -69,15 +72,14 @@ def execute(experiment: Experiment, modes: list[str], seeds: list[int] | None, o
     else:
         plan_slots(settings, plan.parallel, len(plan.runs))
     if dry_run:
-        _print_plan(experiment, plan, echo, resuming=resume is not None)
-        return []
+        return _dry_run(experiment, plan, settings, resuming=resume is not None)
     return run_plan(experiment, plan, echo=echo, resuming=resume is not None, on_run_completed=on_run_completed)
 
 
 def resume_plan(experiment: Experiment, plan_id: str = "latest", *, fail_fast: bool = False,
                 parallel: bool = False, echo: Echo | None = print,
-                on_run_completed: RunCompleted | None = None) -> list[PlannedRun]:
-    """Continue a plan after a crash or Ctrl-C (``harness run --resume``); returns the failed runs.
+                on_run_completed: RunCompleted | None = None) -> PlanResult:
+    """Continue a plan after a crash or Ctrl-C (``harness run --resume``).
 
     Raises:
         PlanError, HarnessError, KeyboardInterrupt: as :func:`execute`.
@@ -89,8 +91,8 @@ def resume_plan(experiment: Experiment, plan_id: str = "latest", *, fail_fast: b
 
 
 def run_plan(experiment: Experiment, plan: Plan, *, echo: Echo | None = print, resuming: bool = False,
-             on_run_completed: RunCompleted | None = None) -> list[PlannedRun]:
-    """Run a plan's unfinished runs under its lock; returns the runs that failed.
+             on_run_completed: RunCompleted | None = None) -> PlanResult:
+    """Run a plan's unfinished runs under its lock.
 
     Raises:
         PlanError: when another process holds the plan.
@@ -109,9 +111,9 @@ def run_plan(experiment: Experiment, plan: Plan, *, echo: Echo | None = print, r
             todo = list(plan.runs)
         save_plan(experiment, plan)
         if not todo:
-            if echo:
-                echo(f"Plan {plan.plan_id}: all {len(plan.runs)} runs completed already; nothing to do.")
-            return [r for r in plan.runs if r.failed]
+            return PlanResult(plan=plan, failed=[r for r in plan.runs if r.failed],
+                              errors_log=plan_dir(experiment, plan.plan_id) / ERRORS_FILENAME, resuming=resuming,
+                              nothing_to_do=True)
         # On Ray the cluster places runs; local slots would only mislead.
         settings = resolve_settings(experiment.config, plan.run_options())
         slots, notes = ([Slot()], []) if plan.executor == "ray" else plan_slots(settings, plan.parallel, len(todo))
@@ -133,42 +135,15 @@ def run_plan(experiment: Experiment, plan: Plan, *, echo: Echo | None = print, r
             else:
                 runner = LocalExecutor(experiment, plan, progress, slots=slots, on_run_completed=on_run_completed)
             runner.run(todo)
-        failed = [r for r in plan.runs if r.failed]
-        if echo:
-            _print_summary(experiment, plan, failed, echo)
-            if len(slots) > 1 and plan.executor == "local":
-                echo(BANDWIDTH_NOTE)
-        return failed
+        return PlanResult(plan=plan, failed=[r for r in plan.runs if r.failed],
+                          errors_log=plan_dir(experiment, plan.plan_id) / ERRORS_FILENAME, resuming=resuming,
+                          slots=len(slots))
 
 
-def _print_plan(experiment: Experiment, plan: Plan, echo: Echo | None, resuming: bool) -> None:
-    if echo is None:
-        return
+def _dry_run(experiment: Experiment, plan: Plan, settings: RunSettings, resuming: bool) -> PlanResult:
+    """The plan as it would run (nothing is run, no plan is saved)."""
     pending = [r for r in plan.runs if r.status != "completed"]
-    settings = resolve_settings(experiment.config, plan.run_options())
     slots, notes = ([Slot()], []) if plan.executor == "ray" else \
         plan_slots(settings, plan.parallel, max(1, len(pending)))
-    head = "Resume" if resuming else "Plan"
-    echo(f"{head} {plan.plan_id} for {plan.experiment}: {len(plan.runs)} runs "
-         f"({', '.join(plan.modes)} × seeds {','.join(map(str, plan.seeds))}), executor {plan.executor}, "
-         f"backend {plan.options.get('backend', 'auto')}"
-         + (f", {len(slots)} at a time" if len(slots) > 1 else ""))
-    for i, run in enumerate(plan.runs, 1):
-        state = "" if run.status == "pending" else f"  [{run.status}{', will run again' if run.status != 'completed' else ''}]"
-        echo(f"  {i:>3}. {run.mode:<16} seed {run.seed}{state}")
-    for note in notes:
-        echo(note)
-    echo("Dry run: nothing was run and no plan was saved.")
-
-
-def _print_summary(experiment: Experiment, plan: Plan, failed: list[PlannedRun], echo: Echo) -> None:
-    counts = plan.counts()
-    parts = [f"{n} {status}" for status, n in sorted(counts.items())]
-    echo(f"Plan {plan.plan_id}: {', '.join(parts)} of {len(plan.runs)} runs.")
-    for run in failed:
-        echo(f"  failed: {run.label} ({run.run_id}): {run.status}" + (f": {run.message}" if run.message else ""))
-    if failed:
-        echo(f"Details: {plan_dir(experiment, plan.plan_id) / ERRORS_FILENAME}")
-    pending = counts.get("pending", 0)
-    if pending:
-        echo(f"{pending} run(s) not run; continue with `harness run --resume {plan.plan_id}`.")
+    return PlanResult(plan=plan, failed=[], errors_log=plan_dir(experiment, plan.plan_id) / ERRORS_FILENAME,
+                      dry_run=True, resuming=resuming, slots=len(slots), notes=notes)
