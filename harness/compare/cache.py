@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from harness.compare import stats
-from harness.results.io import write_atomic
+from harness.results.io import json_default, write_atomic
 
 if TYPE_CHECKING:
     from harness.compare.reduce import RunData
@@ -73,18 +73,10 @@ def store(experiment_dir: Path, run: RunData) -> None:
     meta["key"] = key
     try:
         buf = io.BytesIO()
-        np.savez(buf, meta=np.array(json.dumps(meta, default=_plain)), **{n: getattr(run, n) for n in ARRAYS})
+        np.savez(buf, meta=np.array(json.dumps(meta, default=json_default)), **{n: getattr(run, n) for n in ARRAYS})
         write_atomic(path, buf.getvalue())
     except (OSError, TypeError, ValueError):
         pass
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def warm(experiment_dir: Path, mode: str, run_dir: Path) -> bool:

@@ -62,8 +62,8 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         raise
 
 
-def _json_default(value: Any) -> Any:
-    # numpy scalars and paths reach us from user code and aggregates.
+def json_default(value: Any) -> Any:
+    """``json.dumps``' ``default`` for what reaches us from user code and aggregates: numpy scalars, paths."""
     if hasattr(value, "item"):
         return value.item()
     if isinstance(value, Path):
@@ -73,7 +73,7 @@ def _json_default(value: Any) -> Any:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """``data`` as indented, strict JSON (no NaN), written by :func:`write_atomic`."""
-    text = json.dumps(data, indent=1, allow_nan=False, default=_json_default)
+    text = json.dumps(data, indent=1, allow_nan=False, default=json_default)
     write_atomic(Path(path), text + "\n")
 
 
