@@ -8,17 +8,16 @@ which backend ran what.
 
 from __future__ import annotations
 
+from harness.engine import ContainerInfo, clean_containers, docker_client, list_containers
 from harness.errors import EngineUnavailableError
 
 AGENT_STOP_TIMEOUT = 15  # seconds between SIGTERM to an agent (it records the run) and SIGKILL
 
 
-def _plan_containers(plan_id: str, include_stopped: bool) -> list:
+def _plan_containers(plan_id: str, include_stopped: bool) -> list[ContainerInfo]:
     try:
-        from harness.backends.docker import list_containers
-
         return list_containers(include_stopped=include_stopped, plan_id=plan_id)
-    except (EngineUnavailableError, ImportError):
+    except (EngineUnavailableError, ImportError):  # no engine, or no docker SDK: then there are none
         return []
 
 
@@ -73,8 +72,6 @@ def cleanup_plan(plan_id: str) -> int:
     removed = 0
     leftovers = _plan_containers(plan_id, include_stopped=True)
     if leftovers:
-        from harness.backends.docker import clean_containers
-
         removed = clean_containers(leftovers)
     stop_local_agents(plan_id)
     return removed
@@ -87,8 +84,6 @@ def stop_plan(plan_id: str) -> None:
     """
     infos = _plan_containers(plan_id, include_stopped=False)
     if infos:
-        from harness.backends.docker import docker_client
-
         client = docker_client()
         for info in infos:
             try:
