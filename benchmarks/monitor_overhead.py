@@ -5,11 +5,15 @@
 1. ``start_batch`` + ``end_batch``: median cost per pair (target <= 2 us), next to a bare
    ``perf_counter_ns`` pair measured in the same run.
 2. One full resource sample (cgroup CPU, memory, PSI; NVML when a GPU is there): median
-   (target <= 100 us with one GPU), next to references measured here: one cgroup file read by
-   open/read/close, and forking a trivial process (what GPUtil's nvidia-smi call costs at least).
-3. The sampler thread's own CPU time per second of wall time at 10 Hz (target <= 1 ms/s).
+   (target <= 100 us with one GPU), and a light tick, next to references measured here: one
+   cgroup file read by open/read/close, and forking a trivial process (what GPUtil's
+   nvidia-smi call costs at least).
+3. The sampler thread's own CPU time per second of wall time at 10 Hz, as a ratio to an idle
+   thread waking at 10 Hz (target <= 2 x), interleaved rounds.
 4. A small torch CNN on CPU with and without the monitor (10 Hz sampling), interleaved and
    repeated; the difference is reported against the run-to-run noise.
+5. ``start_mode`` + ``stop_mode`` with sampling on (target <= 5 ms): the first in the process
+   and the median of the later ones.
 """
 
 from __future__ import annotations
@@ -65,21 +69,27 @@ def bench_batch_hooks(blocks: int) -> None:
           f"a bare perf_counter_ns pair: {statistics.median(clock) / 1000:.3f} us")
 
 
+def _median_us(values: list[float]) -> float:
+    return statistics.median(values) / 1000
+
+
+def _costs(sampler: ResourceSampler, full: bool, n: int, asleep: float = 0.0) -> list[float]:
+    out = []
+    for _ in range(n):
+        if asleep:
+            time.sleep(asleep)
+        t0 = perf_counter_ns()
+        sampler.sample(full)
+        out.append(perf_counter_ns() - t0)
+    return out
+
+
 def bench_sample(n: int) -> None:
     sampler = ResourceSampler()
-    sampler.cgroup.psi_interval_ns = 0  # a *full* sample: PSI files too (normally read at most once a second)
-    sampler.sample()
-    costs = []
-    for _ in range(n):
-        t0 = perf_counter_ns()
-        sampler.sample()
-        costs.append(perf_counter_ns() - t0)
-    cold = []
-    for _ in range(20):  # what the 10 Hz thread pays: caches gone cold after 100 ms asleep
-        time.sleep(0.1)
-        t0 = perf_counter_ns()
-        sampler.sample()
-        cold.append(perf_counter_ns() - t0)
+    sampler.sample(True)
+    full, light = _costs(sampler, True, n), _costs(sampler, False, n)
+    # what the 10 Hz thread pays: caches gone cold after 100 ms asleep
+    cold_full, cold_light = _costs(sampler, True, 20, 0.1), _costs(sampler, False, 20, 0.1)
     gpus = len(sampler.gpu.devices) if sampler.gpu is not None else 0
     path = (sampler.cgroup.paths.memory or ["/proc"])[0] + "/memory.stat"
     if not os.path.exists(path):
@@ -89,18 +99,23 @@ def bench_sample(n: int) -> None:
         with open(path) as f:
             f.read()
 
-    file_read = statistics.median(per_call_ns(read_once, 200, 20))
+    file_read = statistics.median(per_call_ns(read_once, 200, 20)) / 1000
     forks = []
     for _ in range(20):
         t0 = perf_counter_ns()
         subprocess.run(["true"])
         forks.append(perf_counter_ns() - t0)
     note = f"{gpus} GPU(s) via NVML" if gpus else f"no GPU ({sampler.gpu.reason if sampler.gpu else 'off'})"
-    print(f"2. one full resource sample: median {statistics.median(costs) / 1000:.1f} us "
-          f"(p90 {sorted(costs)[int(0.9 * len(costs))] / 1000:.1f} us; {note}; cgroup v{sampler.cgroup.version}; "
-          f"target <= 100 us with one GPU); after 100 ms asleep (cold caches): median {statistics.median(cold) / 1000:.1f} us")
-    print(f"   references measured here: one cgroup file open+read+close {file_read / 1000:.1f} us; "
-          f"fork+exec of `true` {statistics.median(forks) / 1e6:.2f} ms (nvidia-smi, as GPUtil runs it, ~24 ms)")
+    warm = _median_us(full)
+    print(f"2. one full resource sample (cgroup CPU, memory, memory.stat, peak, OOM, PSI; NVML): warm median "
+          f"{warm:.1f} us (p90 {sorted(full)[int(0.9 * len(full))] / 1000:.1f} us; {note}; cgroup "
+          f"v{sampler.cgroup.version}) = {warm / 100:.2f} x the 100 us target; after 100 ms asleep "
+          f"{_median_us(cold_full):.1f} us")
+    print(f"   a light tick (cgroup CPU + memory usage, GPU utilisation; 9 of 10 ticks at 10 Hz): warm "
+          f"{_median_us(light):.1f} us, after 100 ms asleep {_median_us(cold_light):.1f} us")
+    print(f"   references measured here: one cgroup file open+read+close {file_read:.1f} us (full sample = "
+          f"{warm / file_read:.2f} x that); fork+exec of `true` {statistics.median(forks) / 1e6:.2f} ms "
+          f"(nvidia-smi, as GPUtil runs it, ~24 ms)")
     sampler.close()
 
 
@@ -112,23 +127,52 @@ def thread_cpu_ms_per_s(thread: threading.Thread, seconds: float) -> float:
     return (cpu1 - cpu0) / (wall1 - wall0) * 1000
 
 
-def bench_sampler_cpu(seconds: float) -> None:
-    figures = {}
-    for hz in (10, 1):
-        sampler = ResourceSampler()
-        thread = SamplerThread(sampler, 1.0 / hz, lambda s: None)
-        thread.start()
-        figures[hz] = thread_cpu_ms_per_s(thread._thread, seconds)
-        thread.stop(final_sample=False)
-        sampler.close()
+def _sampler_once(hz: float, seconds: float) -> float:
+    samples: list[dict] = []
+    thread = SamplerThread(ResourceSampler(), 1.0 / hz, samples.append, close_sampler=True)  # sink as in a run
+    thread.start()
+    time.sleep(0.3)  # past the first (full) sample and its one-off costs
+    cpu = thread_cpu_ms_per_s(thread._thread, seconds)
+    thread.stop(final_sample=False)
+    return cpu
+
+
+def _idle_once(seconds: float) -> float:
     stop = threading.Event()
     idle = threading.Thread(target=lambda: [None for _ in iter(lambda: stop.wait(0.1), True)], daemon=True)
     idle.start()
-    bare = thread_cpu_ms_per_s(idle, seconds)
+    cpu = thread_cpu_ms_per_s(idle, seconds)
     stop.set()
-    print(f"3. sampler thread: {figures[10]:.3f} ms CPU per second of wall time at 10 Hz (target <= 1 ms/s), "
-          f"{figures[1]:.3f} ms/s at 1 Hz (the default); reference: a thread that only wakes at 10 Hz "
-          f"and does nothing costs {bare:.3f} ms/s here (over {seconds:.0f} s each)")
+    idle.join()
+    return cpu
+
+
+def bench_sampler_cpu(seconds: float, rounds: int) -> None:
+    sampler10, idle, sampler1 = [], [], []
+    for _ in range(rounds):  # interleaved, so a slow spell of the machine hits both alike
+        sampler10.append(_sampler_once(10, seconds))
+        idle.append(_idle_once(seconds))
+    sampler1.append(_sampler_once(1, seconds))
+    s10, bare = statistics.median(sampler10), statistics.median(idle)
+    print(f"3. sampler thread at 10 Hz: {s10:.3f} ms CPU per second of wall time; an idle thread waking at 10 Hz: "
+          f"{bare:.3f} ms/s -> ratio {s10 / bare:.2f} x (target <= 2 x); medians of {rounds} interleaved "
+          f"rounds of {seconds:.0f} s; at 1 Hz (the default) {sampler1[0]:.3f} ms/s")
+
+
+def bench_mode_start(pairs: int) -> None:
+    monitor = ExperimentMonitor("bench", save_dir="/tmp/harness-bench")
+    costs = []
+    for i in range(pairs + 1):
+        t0 = perf_counter_ns()
+        monitor.start_mode(f"m{i}", resource_interval=0.1)
+        monitor.stop_mode()
+        costs.append(perf_counter_ns() - t0)
+        time.sleep(0.15)  # let the previous mode's thread finish its final sample, as between epochs
+    first, rest = costs[0] / 1e6, sorted(c / 1e6 for c in costs[1:])
+    med = statistics.median(rest)
+    print(f"5. start_mode + stop_mode (10 Hz sampling, sampler started and stopped): first in the process "
+          f"{first:.2f} ms, then median {med:.3f} ms, p90 {rest[int(0.9 * len(rest))]:.3f} ms over {pairs} "
+          f"-> {first / 5:.2f} x / {med / 5:.3f} x the 5 ms target")
 
 
 def bench_training(reps: int, batches: int) -> None:
@@ -196,8 +240,9 @@ def main() -> None:
     print(f"harness monitor overhead - Python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     bench_batch_hooks(blocks=50 if q else 300)
     bench_sample(n=200 if q else 2000)
-    bench_sampler_cpu(seconds=2.0 if q else 10.0)
+    bench_sampler_cpu(seconds=2.0 if q else 5.0, rounds=2 if q else 5)
     bench_training(reps=3 if q else 10, batches=30 if q else 60)
+    bench_mode_start(pairs=10 if q else 40)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,11 @@ UNLIMITED_THRESHOLD = 1 << 60
 class _File:
     """A control file kept open and re-read with ``pread``; absent files read as ``None``."""
 
-    __slots__ = ("path", "fd")
+    __slots__ = ("path", "fd", "size")
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.size = 65536  # shrunk to fit after the first read: a 64 KiB buffer a tick is not free
         try:
             self.fd: int | None = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError:
@@ -40,7 +41,11 @@ class _File:
         if self.fd is None:
             return None
         try:
-            return os.pread(self.fd, 65536, 0).decode("ascii", "replace")
+            data = os.pread(self.fd, self.size, 0)
+            if len(data) >= self.size and self.size < 65536:  # the file grew: read it whole
+                data = os.pread(self.fd, 65536, 0)
+            self.size = max(256, 2 * len(data))
+            return data.decode("ascii", "replace")
         except OSError:
             # e.g. EOPNOTSUPP for a PSI file whose controller is disabled
             return None
@@ -207,6 +212,9 @@ class CgroupReader:
         # PSI lives in the unified hierarchy, on hybrid hosts too.
         self._psi = {name: _first(p.unified[:1], f"{name}.pressure") for name in ("cpu", "memory", "io")}
         self._last: tuple[int, int] | None = None  # (monotonic ns, usage ns) of the previous read
+        self._inactive: int | None = None  # inactive file cache at the last full read (bytes)
+        self.counters_interval_ns = 10_000_000_000
+        self._counters_at = 0
         # Limits change rarely (docker update); re-reading them every sample would double its cost.
         self._limits: tuple[float, str, int | None] | None = None
         self._limits_at = 0
@@ -256,21 +264,35 @@ class CgroupReader:
         return parse_keyed(self._oom.read()).get("oom_kill")
 
     # -- one sample ---------------------------------------------------------------------------
-    def read(self, now_ns: int | None = None) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, str]]:
+    def read(self, now_ns: int | None = None, full: bool = True, counters: bool = True
+             ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, str]]:
         """``(cpu, memory, psi, unavailable)`` as in the ``sample`` event of events.jsonl.
 
         ``cores`` and ``percent_of_limit`` are over the time since the previous call and
-        absent on the first one; the raw counters are always there.
+        absent on the first one; the raw counters are always there. ``full=False`` is the
+        light tick of a fast sampler (:meth:`read_light`): CPU and memory usage only. memory.stat
+        (the kernel walks every page counter to print it) and PSI are read on full ticks, and the
+        working set of a light tick uses the inactive-file figure of the last full one (at most a
+        second old; file cache moves slowly next to usage). The peak and the OOM counter (a
+        high-water mark and a count: only their last value matters) are read when ``counters``
+        is true, and otherwise at most every ``counters_interval_ns``.
         """
         now = now_ns if now_ns is not None else time.monotonic_ns()
+        if not full:
+            light = self.read_light(now)
+            if light is not None:
+                return light[0], light[1], {}, {}
         unavailable: dict[str, str] = {}
         if self.version is None:
             unavailable["cgroup"] = "no cgroup filesystem mounted"
             return {}, {}, {}, unavailable
         limit_cores, source, limit = self.limits(now)
         cpu = self._read_cpu(now, limit_cores, source, unavailable)
-        mem = self._read_memory(limit, unavailable)
-        return cpu, mem, self._read_psi(now, unavailable), unavailable
+        due = full and (counters or now - self._counters_at >= self.counters_interval_ns)
+        if due:
+            self._counters_at = now
+        mem = self._read_memory(limit, unavailable, full, due)
+        return cpu, mem, self._read_psi(now, unavailable) if full else {}, unavailable
 
     def _read_cpu(self, now: int, limit_cores: float, source: str, unavailable: dict[str, str]) -> dict[str, Any]:
         cpu: dict[str, Any] = {}
@@ -299,29 +321,33 @@ class CgroupReader:
             cpu["throttled_ns"] = throttled_ns
         return cpu
 
-    def _read_memory(self, limit: int | None, unavailable: dict[str, str]) -> dict[str, Any]:
+    def _read_memory(self, limit: int | None, unavailable: dict[str, str], full: bool = True,
+                     counters: bool = True) -> dict[str, Any]:
         mem: dict[str, Any] = {}
         usage_b = parse_int(self._mem_usage.read()) if self._mem_usage else None
         if usage_b is None:
             unavailable["memory"] = "no memory controller files in this cgroup"
             return mem
-        mstat = self._mem_stat.read() if self._mem_stat else None
-        # kubelet's working set: usage minus inactive file cache (v1 uses the total_ hierarchy key)
-        inactive = stat_value(mstat, "total_inactive_file")
-        if inactive is None:
-            inactive = stat_value(mstat, "inactive_file") or 0
-        working = max(0, usage_b - inactive)
+        if full or self._inactive is None:
+            mstat = self._mem_stat.read() if self._mem_stat else None
+            # kubelet's working set: usage minus inactive file cache (v1 uses the total_ hierarchy key)
+            inactive = stat_value(mstat, "total_inactive_file")
+            if inactive is None:
+                inactive = stat_value(mstat, "inactive_file") or 0
+            self._inactive = inactive
+        working = max(0, usage_b - self._inactive)
         mem["usage"] = usage_b
         mem["working_set"] = working
         mem["limit"] = limit
         denominator = limit if limit is not None else self.host_memory
         mem["percent_of_limit"] = round(100.0 * working / denominator, 2) if denominator else None
-        peak = parse_int(self._mem_peak.read()) if self._mem_peak else None
-        if peak is not None:
-            mem["peak"] = peak
-        oom = self.oom_kills()
-        if oom is not None:
-            mem["oom_kill"] = oom
+        if counters:
+            peak = parse_int(self._mem_peak.read()) if self._mem_peak else None
+            if peak is not None:
+                mem["peak"] = peak
+            oom = self.oom_kills()
+            if oom is not None:
+                mem["oom_kill"] = oom
         return mem
 
     def _read_psi(self, now: int, unavailable: dict[str, str]) -> dict[str, Any]:
@@ -337,6 +363,50 @@ class CgroupReader:
             if not psi:
                 unavailable["psi"] = "kernel or cgroup without pressure (PSI) files"
         return psi
+
+    @property
+    def _light_ready(self) -> bool:
+        """A light tick needs what a full read found: the files, the limits and a usage baseline."""
+        return (self._last is not None and self._limits is not None and self._inactive is not None
+                and self._mem_usage is not None and self._mem_usage.fd is not None
+                and self._cpu_stat is not None and self._cpu_stat.fd is not None
+                and (self.version == 2 or (self._usage is not None and self._usage.fd is not None)))
+
+    def read_light(self, now: int) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """CPU and memory usage only, in as few steps as a 10 Hz thread can afford (see :meth:`read`).
+
+        ``None`` until a full read has found the files, the limits and a usage baseline, or when a
+        file stops answering (the caller then does a full read, which says why).
+        """
+        if not self._light_ready:
+            return None
+        try:
+            words = os.pread(self._cpu_stat.fd, 1024, 0).split()  # type: ignore[union-attr, arg-type]
+            stat = {words[i]: int(words[i + 1]) for i in range(0, len(words) - 1, 2)}
+            if self.version == 1:
+                usage = int(os.pread(self._usage.fd, 64, 0))  # type: ignore[union-attr, arg-type]
+                throttled_ns = stat.get(b"throttled_time")
+            else:
+                usage = stat[b"usage_usec"] * 1000
+                throttled_ns = stat[b"throttled_usec"] * 1000 if b"throttled_usec" in stat else None
+            usage_b = int(os.pread(self._mem_usage.fd, 64, 0))  # type: ignore[union-attr, arg-type]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        limit_cores, source, limit = self._limits  # type: ignore[misc]
+        last_at, last_usage = self._last  # type: ignore[misc]
+        self._last = (now, usage)
+        cores = max(0, usage - last_usage) / (now - last_at) if now > last_at else 0.0
+        cpu = {"limit_cores": limit_cores, "limit_source": source, "usage_ns": usage, "cores": round(cores, 4),
+               "percent_of_limit": round(100.0 * cores / limit_cores, 2) if limit_cores else None}
+        if b"nr_periods" in stat:
+            cpu["nr_periods"], cpu["nr_throttled"] = stat[b"nr_periods"], stat.get(b"nr_throttled", 0)
+        if throttled_ns is not None:
+            cpu["throttled_ns"] = throttled_ns
+        working = max(0, usage_b - self._inactive)  # type: ignore[operator]
+        denominator = limit if limit is not None else self.host_memory
+        mem = {"usage": usage_b, "working_set": working, "limit": limit,
+               "percent_of_limit": round(100.0 * working / denominator, 2) if denominator else None}
+        return cpu, mem
 
     def describe(self) -> dict[str, Any]:
         """Version and limits for the environment manifest."""

@@ -16,15 +16,22 @@ under exclusive passthrough). The framework allocator's peak is recorded by the 
 
 from __future__ import annotations
 
+import atexit
 import os
+import threading
 from typing import Any
 
 
 class GpuProbe:
     """Owns the NVML session and the device handles; :meth:`read` returns one sample's ``gpus``."""
 
-    def __init__(self, nvml: Any = None) -> None:
-        """``nvml`` is the ``pynvml`` module; tests pass a recorded-response stand-in."""
+    def __init__(self, nvml: Any = None, shared: bool = False) -> None:
+        """``nvml`` is the ``pynvml`` module; tests pass a recorded-response stand-in.
+
+        ``shared``: the process-wide probe of :func:`shared_probe`; :meth:`close` leaves its NVML
+        session open for the next mode and :meth:`shutdown` (at exit) ends it.
+        """
+        self.shared = shared
         self.devices: list[dict[str, Any]] = []  # {index, uuid, name, handle, unsupported:set}
         self.reason: str | None = None
         self.driver: str | None = None
@@ -89,11 +96,14 @@ class GpuProbe:
     def names(self) -> list[dict[str, Any]]:
         return [{"index": d["index"], "uuid": d["uuid"], "name": d["name"]} for d in self.devices]
 
-    def read(self, pids: set[int] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    def read(self, pids: set[int] | None = None, full: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
         """``({uuid: {index, util, mem_used, ...}}, unavailable)`` with memory in MB, power in W.
 
         ``pids``: our process tree; when NVML reports any of them, per-process memory is
-        added as ``proc_mem_used`` and attribution becomes ``process``.
+        added as ``proc_mem_used`` and attribution becomes ``process``. ``full=False`` is a
+        fast sampler's light tick: utilisation, and device memory unless memory is attributed
+        per process (a light tick must not mix device figures into a per-process series);
+        power, temperature, clocks and the process list wait for the next full tick.
         """
         unavailable: dict[str, str] = {}
         if not self.available:
@@ -118,6 +128,11 @@ class GpuProbe:
                         unavailable[f"gpu.{dev['uuid']}.{metric}"] = str(e) or type(e).__name__
 
             query("util", lambda: nv.nvmlDeviceGetUtilizationRates(h).gpu)
+            if not full:
+                if self.attribution == "device":
+                    query("mem_used", lambda: round(nv.nvmlDeviceGetMemoryInfo(h).used / 2**20, 1))
+                out[dev["uuid"]] = rec
+                continue
             mem: dict[str, Any] = {}
 
             def memory() -> float:
@@ -155,12 +170,35 @@ class GpuProbe:
         return sum(int(p.usedGpuMemory or 0) for p in ours)
 
     def close(self) -> None:
+        """End the NVML session, unless this is the process-wide probe (kept for the next mode)."""
+        if not self.shared:
+            self.shutdown()
+
+    def shutdown(self) -> None:
         if self._ok:
             try:
                 self._nvml.nvmlShutdown()
             except Exception:
                 pass
             self._ok = False
+
+
+_shared: GpuProbe | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_probe() -> GpuProbe:
+    """The process's one NVML session, made on first use and ended at exit.
+
+    ``nvmlInit`` and the device handles cost tens of milliseconds with a GPU: paying that once
+    per process, on the sampler thread that first needs it, keeps it off every mode's start.
+    """
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = GpuProbe(shared=True)
+            atexit.register(_shared.shutdown)
+        return _shared
 
 
 def _text(value: Any) -> str:
