@@ -19,8 +19,8 @@ import numpy as np
 from harness.compare import stats
 from harness.errors import ExperimentNotFoundError, HarnessError, ResultsError, UsageError
 from harness.compare.reduce import (DEFAULT_NOISE_BAND, DESCRIPTIVE_METRICS, SPEED_METRICS, MetricSpec,
-                                    RunData, reduce_run)
-from harness.results.load import iter_run_dirs, load_run
+                                    RunData, load_run_fast, reduce_run)
+from harness.results.load import iter_run_dirs
 
 # ----------------------------------------------------------------------------- the comparison
 
@@ -238,7 +238,7 @@ def load_mode_runs(experiment_dir: Path, mode: str, run_ids: Iterable[str] | Non
             completed.append(cached)
             continue
         try:
-            result = load_run(run_dir)
+            result = load_run_fast(run_dir)
             if wanted is not None and result.run_id not in wanted:
                 continue
             if result.status != "completed":

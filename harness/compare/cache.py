@@ -88,7 +88,7 @@ def warm(experiment_dir: Path, mode: str, run_dir: Path) -> bool:
     """
     from harness.compare.reduce import reduce_run
     from harness.errors import ResultsError
-    from harness.results.load import load_run
+    from harness.compare.reduce import load_run_fast as load_run  # the columnar twin when there is one
 
     if load_cached(experiment_dir, mode, run_dir) is not None:
         return True

@@ -15,7 +15,8 @@ import numpy as np
 
 from harness.compare import stats
 from harness.errors import ResultsError
-from harness.results.load import RunResult
+from harness.results.load import RunResult, load_run
+from harness.results.schema import validate_results
 
 DEFAULT_NOISE_BAND = 0.02
 UNSTABLE_SPREAD = 0.10
@@ -100,7 +101,13 @@ class RunData:
 
 
 def as_array(pairs: Any, width: int) -> np.ndarray:
-    """[[i, v], ...] → float array (n, width); None becomes NaN; malformed → empty."""
+    """[[i, v], ...] (or the same as an array, from the columnar twin) → float array (n, width).
+
+    None becomes NaN; malformed → empty.
+    """
+    if isinstance(pairs, np.ndarray):
+        ok = pairs.ndim == 2 and pairs.shape[0] > 0 and pairs.shape[1] >= width
+        return pairs[:, :width].astype(float, copy=False) if ok else np.empty((0, width))
     if not isinstance(pairs, list) or not pairs:
         return np.empty((0, width))
     try:
@@ -156,7 +163,8 @@ def _batches(result: RunResult) -> tuple[np.ndarray, ...]:
     """
     mode_data = result.mode_data
     bt = as_array(mode_data.get("batch_times"), 2)
-    if mode_data.get("batch_times") and bt.size == 0:
+    raw_times = mode_data.get("batch_times")
+    if raw_times is not None and len(raw_times) and bt.size == 0:
         raise ResultsError(result.path / "results.json", f"modes.{result.mode}.batch_times is not a list of "
                                                          "[index, seconds] pairs")
     index = bt[:, 0]
@@ -255,3 +263,19 @@ def reduce_run(result: RunResult) -> RunData:
         step_times=step, batch_dt=dt, data_wait=wait, batch_sizes=sizes, losses=losses, accuracies=accs,
         resource_usage=ru, custom_metrics=_dict(metrics.get("custom")), summary=summary, rebuilt=result.rebuilt,
         parallel=run.get("parallel") if isinstance(run.get("parallel"), dict) else None)
+
+
+def load_run_fast(run_dir: Path) -> RunResult:
+    """The run from its columnar twin when it matches results.json, else results.json, else events.
+
+    The twin saves the JSON parse of a long run's per-batch lists (harness/results/columnar.py).
+    """
+    from harness.results.columnar import read
+
+    try:
+        document = read(run_dir, validate=validate_results)
+    except ResultsError:
+        document = None  # results.json itself will say what is wrong
+    if document is not None:
+        return RunResult(path=Path(run_dir), data=document)
+    return load_run(run_dir)

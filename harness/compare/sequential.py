@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.compare.stats import t_ppf
+from harness.compare.tdist import t_ppf
 
 ALPHA = 0.05
 SPENDING = ("pocock", "obrien-fleming")

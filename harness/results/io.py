@@ -78,9 +78,20 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def write_results(run_dir: Path, data: dict[str, Any]) -> Path:
-    """Write a run's results.json (NaN and infinities become null); the one writer of that file."""
+    """Write a run's results.json (NaN and infinities become null); the one writer of that file.
+
+    Its columnar twin (``results.columnar``: the per-batch arrays, named by this file's digest) is
+    written beside it every time, so every rewrite keeps the two in step; without numpy (an image
+    that lacks it) or on a write error there is no twin, and readers use results.json.
+    """
     path = Path(run_dir) / RESULTS_FILENAME
-    write_json_atomic(path, sanitise(data))
+    clean = sanitise(data)
+    write_json_atomic(path, clean)
+    try:
+        from harness.results.columnar import write_quietly  # numpy: imported only when a run ends
+    except ImportError:
+        return path
+    write_quietly(Path(run_dir), clean)
     return path
 
 
