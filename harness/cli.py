@@ -139,10 +139,15 @@ def _parse_seeds(value: str | None) -> list[int] | None:
               help="Where runs execute: this machine, or a Ray cluster.")
 @click.option("--address", help="Ray cluster address for --executor ray (e.g. 10.0.0.5:6379).")
 @click.option("--rebuild", is_flag=True, help="Rebuild the experiment image even if it is up to date.")
+@click.option("--until-confident", is_flag=True,
+              help="Two modes: add seed pairs until the verdict is clear (sequential test, docs/statistics.md).")
+@click.option("--max-seeds", type=int, help="With --until-confident: at most this many seeds a mode [default: 10].")
+@click.option("--budget", help="With --until-confident: stop before a pair that would overrun this time, e.g. 2h.")
 def run(modes: tuple[str, ...], experiment_dir: Path | None, seeds: str | None, backend: str,
         gpus: str | None, cpus: float | None, memory: str | None, shm_size: str | None,
         network: str | None, ipc: str, timeout: float | None, dry_run: bool, resume: str | None,
-        fail_fast: bool, parallel: bool, executor: str, address: str | None, rebuild: bool) -> None:
+        fail_fast: bool, parallel: bool, executor: str, address: str | None, rebuild: bool,
+        until_confident: bool, max_seeds: int | None, budget: str | None) -> None:
     """Run modes of the experiment, each seed in its own container.
 
     MODES are names from experiment_config.json (or 'all'). Each (mode, seed)
@@ -156,6 +161,7 @@ def run(modes: tuple[str, ...], experiment_dir: Path | None, seeds: str | None, 
       harness run all --dry-run
       harness run --resume                      # after a crash or Ctrl-C
       harness run optimization --backend local --timeout 600
+      harness run baseline optimization --until-confident --budget 2h
     """
     from harness.settings import RunOptions
 
@@ -166,12 +172,16 @@ def run(modes: tuple[str, ...], experiment_dir: Path | None, seeds: str | None, 
     options = RunOptions(backend=backend, gpus=gpus, cpus=cpus, memory=memory, shm_size=shm_size,
                          network=network, ipc=ipc, timeout=timeout, rebuild=rebuild)
     from harness.compare.cache import warm
-    from harness.plan import execute, render_plan_result
+    from harness.compare.sequential_runs import design_for, look_at_runs
+    from harness.plan import SequentialRequest, execute, render_plan_result
 
+    if not until_confident and (max_seeds is not None or budget is not None):
+        raise UsageError("--max-seeds and --budget belong to --until-confident", hint="add --until-confident")
+    sequential = SequentialRequest(design_for(max_seeds), budget) if until_confident else None
     result = execute(experiment=experiment, modes=list(modes), seeds=seed_list,
                      options=options, dry_run=dry_run, resume=resume, fail_fast=fail_fast,
                      parallel=parallel, executor=executor, address=address, echo=click.echo,
-                     on_run_completed=warm)
+                     on_run_completed=warm, sequential=sequential, decide=look_at_runs)
     click.echo(render_plan_result(result))
     if result.failed:
         sys.exit(1)

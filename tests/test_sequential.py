@@ -133,7 +133,8 @@ def test_progress_lines() -> None:
     assert seq.progress_line(slower, design) == "after 4 seeds: \u22126.1 % [\u22129.8, \u22122.2] \u2014 resolved: SLOWER"
     going = seq.Look(3, 1.01, 0.95, 1.07, seq.CONTINUE)
     assert seq.progress_line(going, design) == ("after 3 seeds: +1.0 % [\u22125.0, +7.0] \u2014 not resolved yet "
-                                                "(needs the interval beyond or inside \u00b12 %); next: seed 4")
+                                                "(needs the interval beyond or inside \u00b12 %); next: pair 4 "
+                                                "of at most 10")
     flat = seq.Look(6, 1.0, 0.99, 1.012, seq.IN_BAND)
     assert seq.progress_line(flat, design).endswith("resolved: within noise (\u00b12 %)")
     done = seq.Look(10, 1.0, 0.97, 1.04, seq.UNRESOLVED)

@@ -260,9 +260,14 @@ def _pct(ratio: float) -> str:
     return f"{(ratio - 1.0) * 100:+.1f}".replace("-", "\u2212")
 
 
+def interval_text(look: Look) -> str:
+    """``−6.1 % [−9.8, −2.2]``: the speed change and its repeated interval, in percent."""
+    return f"{_pct(look.ratio)} % [{_pct(look.low)}, {_pct(look.high)}]"
+
+
 def progress_line(look: Look, design: Design) -> str:
     """Where the plan stands, e.g. ``after 4 seeds: −6.1 % [−9.8, −2.2] — resolved: SLOWER``."""
-    head = f"after {look.seeds} seeds: {_pct(look.ratio)} % [{_pct(look.low)}, {_pct(look.high)}]"
+    head = f"after {look.seeds} seeds: {interval_text(look)}"
     band = f"\u00b1{design.noise_band * 100:g} %"
     if look.state in (FASTER, SLOWER):
         tail = f"resolved: {look.state}"
@@ -271,5 +276,6 @@ def progress_line(look: Look, design: Design) -> str:
     elif look.state == UNRESOLVED:
         tail = f"not resolved at the maximum of {design.max_seeds} seeds"
     else:
-        tail = f"not resolved yet (needs the interval beyond or inside {band}); next: seed {look.seeds + 1}"
+        tail = (f"not resolved yet (needs the interval beyond or inside {band}); next: pair {look.seeds + 1} "
+                f"of at most {design.max_seeds}")
     return f"{head} \u2014 {tail}"

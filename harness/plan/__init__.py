@@ -12,7 +12,8 @@ from harness.plan.model import Plan, PlannedRun, PlanResult, interleave, make_pl
 from harness.plan.report import render_plan_result
 from harness.plan.resume import reconcile
 from harness.plan.run import execute, resume_plan, run_plan
+from harness.plan.sequential import SequentialRequest
 from harness.plan.state import PlanLock, list_plans, load_plan, save_plan
 
-__all__ = ["Plan", "PlanLock", "PlanResult", "PlannedRun", "execute", "interleave", "list_plans", "load_plan",
-           "make_plan", "reconcile", "render_plan_result", "resolve_modes", "resume_plan", "run_plan", "save_plan"]
+__all__ = ["Plan", "PlanLock", "PlanResult", "PlannedRun", "SequentialRequest", "execute", "interleave",
+           "list_plans", "load_plan", "make_plan", "reconcile", "render_plan_result", "resolve_modes", "resume_plan", "run_plan", "save_plan"]

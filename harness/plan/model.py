@@ -69,6 +69,8 @@ class Plan:
     address: str | None = None
     fail_fast: bool = False
     state_version: int = STATE_VERSION
+    # A sequential plan's design, looks and decision (plan/sequential.py); None for a fixed plan.
+    sequential: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

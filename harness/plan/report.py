@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from harness.plan.model import PlanResult
+from harness.plan.sequential import describe
 from harness.plan.slots import BANDWIDTH_NOTE
 
 
@@ -12,10 +13,13 @@ def render_plan_result(result: PlanResult) -> str:
     if result.dry_run:
         return _render_dry_run(result)
     if result.nothing_to_do:
-        return f"Plan {plan.plan_id}: all {len(plan.runs)} runs completed already; nothing to do."
+        done = f"Plan {plan.plan_id}: all {len(plan.runs)} runs completed already; nothing to do."
+        return f"{describe(plan.sequential)}\n{done}" if plan.sequential else done
     counts = plan.counts()
     parts = [f"{n} {status}" for status, n in sorted(counts.items())]
     lines = [f"Plan {plan.plan_id}: {', '.join(parts)} of {len(plan.runs)} runs."]
+    if plan.sequential:
+        lines.insert(0, describe(plan.sequential))
     for run in result.failed:
         lines.append(f"  failed: {run.label} ({run.run_id}): {run.status}" + (f": {run.message}" if run.message else ""))
     if result.failed:
@@ -40,5 +44,10 @@ def _render_dry_run(result: PlanResult) -> str:
             f"  [{run.status}{', will run again' if run.status != 'completed' else ''}]"
         lines.append(f"  {i:>3}. {run.mode:<16} seed {run.seed}{state}")
     lines.extend(result.notes)
+    if plan.sequential:
+        design, budget = plan.sequential["design"], plan.sequential.get("budget_s")
+        lines.append(f"Sequential: looks after {design['first_look']} seeds a mode and after each pair from then "
+                     f"on; adds pairs up to {design['max_seeds']} seeds a mode until the verdict is resolved"
+                     + (f", within a budget of {budget:g} s" if budget else "") + ".")
     lines.append("Dry run: nothing was run and no plan was saved.")
     return "\n".join(lines)

@@ -15,9 +15,10 @@ from harness.errors import UsageError
 from harness.experiment import Experiment
 from harness.plan.executor import Executor, RunCompleted
 from harness.plan.local import LocalExecutor
-from harness.plan.model import Plan, PlanResult, make_plan
+from harness.plan.model import Plan, PlanResult, make_plan, resolve_modes
 from harness.plan.progress import Progress
 from harness.plan.resume import reconcile
+from harness.plan.sequential import Decide, SequentialRequest, drive, new_state, next_seeds
 from harness.plan.slots import Slot, plan_slots
 from harness.plan.state import ERRORS_FILENAME, PlanLock, load_plan, plan_dir, save_plan
 from harness.settings import RunOptions, RunSettings, resolve_settings
@@ -28,8 +29,12 @@ Echo = Callable[[str], None]
 def execute(experiment: Experiment, modes: list[str], seeds: list[int] | None, options: RunOptions,
             dry_run: bool = False, resume: str | None = None, fail_fast: bool = False,
             parallel: bool = False, executor: str = "local", address: str | None = None,
-            echo: Echo | None = print, on_run_completed: RunCompleted | None = None) -> PlanResult:
+            echo: Echo | None = print, on_run_completed: RunCompleted | None = None,
+            sequential: SequentialRequest | None = None, decide: Decide | None = None) -> PlanResult:
     """What ``harness run`` does: make (or resume) a plan, and run it unless ``dry_run``.
+
+    ``sequential`` (``--until-confident``) makes a sequential plan of two modes, which adds seed
+    pairs until ``decide`` (the CLI passes compare's) says the verdict is resolved (plan/sequential.py).
 
     ``echo`` gets the live lines (what runs now, progress, the runs' output); the result is
     rendered by ``harness.plan.report.render_plan_result``.
@@ -47,9 +52,9 @@ def execute(experiment: Experiment, modes: list[str], seeds: list[int] | None, o
         raise UsageError("--address is for --executor ray", hint="add --executor ray")
     resolve_settings(experiment.config, options)  # bad flags are input errors: refuse them before a plan is written
     if resume is not None:
-        if modes or seeds is not None:
-            raise UsageError("--resume continues a plan as it was made; drop the MODES and --seeds",
-                             hint="to run something else, start a new plan without --resume")
+        if modes or seeds is not None or sequential is not None:
+            raise UsageError("--resume continues a plan as it was made; drop the MODES, --seeds and "
+                             "--until-confident", hint="to run something else, start a new plan without --resume")
         plan = load_plan(experiment, resume)
         plan.fail_fast = fail_fast  # this invocation decides, not the one that made the plan
         # Options given now (not left at their defaults) override the plan's, e.g. --timeout, --backend.
@@ -59,6 +64,8 @@ def execute(experiment: Experiment, modes: list[str], seeds: list[int] | None, o
             plan.parallel = True
         if executor == "ray" or address:
             plan.executor, plan.address = executor, address or plan.address
+    elif sequential is not None:
+        plan = _sequential_plan(experiment, modes, seeds, options, sequential, parallel, executor, fail_fast)
     else:
         plan = make_plan(experiment, modes, seeds, options, parallel=parallel, executor=executor,
                          address=address, fail_fast=fail_fast)
@@ -73,12 +80,35 @@ def execute(experiment: Experiment, modes: list[str], seeds: list[int] | None, o
         plan_slots(settings, plan.parallel, len(plan.runs))
     if dry_run:
         return _dry_run(experiment, plan, settings, resuming=resume is not None)
-    return run_plan(experiment, plan, echo=echo, resuming=resume is not None, on_run_completed=on_run_completed)
+    return run_plan(experiment, plan, echo=echo, resuming=resume is not None, on_run_completed=on_run_completed,
+                    decide=decide)
+
+
+def _sequential_plan(experiment: Experiment, modes: list[str], seeds: list[int] | None, options: RunOptions,
+                     request: SequentialRequest, parallel: bool, executor: str, fail_fast: bool) -> Plan:
+    """A new sequential plan: the first look's seed pairs (the config's seeds first) and its state.
+
+    Raises:
+        UsageError: with --seeds, --parallel or Ray; unless two modes; for a bad budget.
+    """
+    if seeds is not None:
+        raise UsageError("--until-confident chooses the seeds itself (the config's first, then 0, 1, ...); "
+                         "drop --seeds")
+    if parallel or executor != "local":
+        raise UsageError("--until-confident runs one pair at a time on this machine; drop --parallel/--executor",
+                         hint="each look decides whether the next pair runs at all")
+    resolved = resolve_modes(experiment, modes)
+    state = new_state(request, resolved)
+    first = state["design"]["first_look"]
+    plan = make_plan(experiment, resolved, next_seeds(list(experiment.config.seeds)[:first], first), options,
+                     fail_fast=fail_fast)
+    plan.sequential = state
+    return plan
 
 
 def resume_plan(experiment: Experiment, plan_id: str = "latest", *, fail_fast: bool = False,
                 parallel: bool = False, echo: Echo | None = print,
-                on_run_completed: RunCompleted | None = None) -> PlanResult:
+                on_run_completed: RunCompleted | None = None, decide: Decide | None = None) -> PlanResult:
     """Continue a plan after a crash or Ctrl-C (``harness run --resume``).
 
     Raises:
@@ -87,11 +117,11 @@ def resume_plan(experiment: Experiment, plan_id: str = "latest", *, fail_fast: b
     plan = load_plan(experiment, plan_id)
     return execute(experiment, [], None, plan.run_options(), resume=plan.plan_id, fail_fast=fail_fast,
                    parallel=parallel, executor=plan.executor, address=plan.address, echo=echo,
-                   on_run_completed=on_run_completed)
+                   on_run_completed=on_run_completed, decide=decide)
 
 
 def run_plan(experiment: Experiment, plan: Plan, *, echo: Echo | None = print, resuming: bool = False,
-             on_run_completed: RunCompleted | None = None) -> PlanResult:
+             on_run_completed: RunCompleted | None = None, decide: Decide | None = None) -> PlanResult:
     """Run a plan's unfinished runs under its lock.
 
     Raises:
@@ -110,7 +140,11 @@ def run_plan(experiment: Experiment, plan: Plan, *, echo: Echo | None = print, r
         else:
             todo = list(plan.runs)
         save_plan(experiment, plan)
-        if not todo:
+        going = plan.sequential is not None and plan.sequential.get("decision") is None
+        if going and decide is None:
+            raise UsageError("this plan is sequential (--until-confident) and needs the decision rule to go on",
+                             hint="continue it with `harness run --resume`")
+        if not todo and not going:
             return PlanResult(plan=plan, failed=[r for r in plan.runs if r.failed],
                               errors_log=plan_dir(experiment, plan.plan_id) / ERRORS_FILENAME, resuming=resuming,
                               nothing_to_do=True)
@@ -124,7 +158,8 @@ def run_plan(experiment: Experiment, plan: Plan, *, echo: Echo | None = print, r
                  + (f", {len(slots)} at a time" if len(slots) > 1 else ""))
             for note in notes:
                 echo(note)
-        with Progress(total=len(plan.runs), done=len(plan.runs) - len(todo), slots=len(slots),
+        total = max(len(plan.runs), 2 * plan.sequential["design"]["max_seeds"]) if going else len(plan.runs)
+        with Progress(total=total, done=len(plan.runs) - len(todo), slots=len(slots),
                       echo=echo) as progress:
             runner: Executor
             if plan.executor == "ray":
@@ -134,10 +169,20 @@ def run_plan(experiment: Experiment, plan: Plan, *, echo: Echo | None = print, r
                                      on_run_completed=on_run_completed)
             else:
                 runner = LocalExecutor(experiment, plan, progress, slots=slots, on_run_completed=on_run_completed)
-            runner.run(todo)
+            if going and decide is not None:
+                drive(experiment.path, plan, run_pending=lambda runs: _run_some(runner, runs), save=runner.save,
+                      decide=decide, echo=progress.log if echo else None)
+            else:
+                runner.run(todo)
         return PlanResult(plan=plan, failed=[r for r in plan.runs if r.failed],
                           errors_log=plan_dir(experiment, plan.plan_id) / ERRORS_FILENAME, resuming=resuming,
                           slots=len(slots))
+
+
+def _run_some(runner: Executor, runs: list) -> bool:
+    """Run ``runs``; False when the plan must stop (Ctrl-C is re-raised; --fail-fast stops it)."""
+    runner.run(runs)
+    return not runner._stop
 
 
 def _dry_run(experiment: Experiment, plan: Plan, settings: RunSettings, resuming: bool) -> PlanResult:
