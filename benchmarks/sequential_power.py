@@ -1,6 +1,6 @@
 """Sequential plans under optional stopping: how often wrong, how many seeds? Prints; asserts nothing.
 
-    python benchmarks/sequential_power.py [--plans 4000] [--max-seeds 10] [--spending pocock]
+    python benchmarks/sequential_power.py [--plans 4000] [--max-seeds 10] [--spending pocock] [--cli N]
 
 Each simulated plan runs seeds in pairs and applies the stopping rule of
 ``harness.compare.sequential`` after every pair from the third on (the rule `harness run
@@ -90,6 +90,8 @@ def main() -> None:
     parser.add_argument("--max-seeds", type=int, default=10)
     parser.add_argument("--spending", choices=seq.SPENDING, default="pocock")
     parser.add_argument("--shared", type=float, default=0.25, help="share of run variance common to a seed")
+    parser.add_argument("--cli", type=int, default=0, metavar="N",
+                        help="also run N plans a scenario through the real CLI on replayed runs (slow: ~15 s a plan)")
     args = parser.parse_args()
     design = seq.Design(max_seeds=args.max_seeds, spending=args.spending)
     t0 = time.perf_counter()
@@ -103,7 +105,39 @@ def main() -> None:
     table(f"reference: {other} spending", seq.run_plans, args,
           seq.Design(max_seeds=args.max_seeds, spending=other))
     table("reference: naive peeking (95 % interval at every look)", naive, args, design)
+    if args.cli:
+        cli_plans(args.cli, args.max_seeds)
     print(f"\n({time.perf_counter() - t0:.1f} s)")
+
+
+def cli_plans(plans: int, max_seeds: int) -> None:
+    """A few plans through the real CLI (local backend) on replayed recorded runs (tests/test_cli_sequential.py)."""
+    import json
+    import tempfile
+
+    from click.testing import CliRunner
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from test_cli_sequential import _experiment, _state
+
+    from harness.cli import cli
+
+    print(f"\nthrough the real CLI (`harness run baseline optimization --until-confident --max-seeds {max_seeds} "
+          f"--backend local`), {plans} plans a scenario, replayed runs (40 batches of ~15 ms, 2 % run noise):")
+    for name, slower in (("20 % slower", 0.20), ("A/A", 0.0)):
+        outcomes = []
+        with tempfile.TemporaryDirectory() as tmp:
+            for k in range(plans):
+                root = _experiment(Path(tmp) / f"p{k}", slower)
+                result = CliRunner().invoke(cli, ["run", "baseline", "optimization", "--until-confident",
+                                                  "--max-seeds", str(max_seeds), "--backend", "local", "-e", str(root)])
+                state = _state(root)["sequential"] if result.exit_code == 0 else {"decision": "error", "looks": []}
+                outcomes.append((state["decision"], state["looks"][-1]["seeds"] if state["looks"] else 0))
+        decisions = {d: sum(1 for o in outcomes if o[0] == d) for d in dict.fromkeys(o[0] for o in outcomes)}
+        wrong = sum(1 for d, _ in outcomes if (d in ("FASTER", "SLOWER") if slower == 0 else d != "SLOWER"
+                                                and d in ("FASTER", "within noise")))
+        print(f"  {name:<12} decisions {json.dumps(decisions)}, wrong {wrong}/{plans}, mean seeds "
+              f"{sum(o[1] for o in outcomes) / plans:.2f}")
 
 
 if __name__ == "__main__":
