@@ -14,6 +14,10 @@
    repeated; the difference is reported against the run-to-run noise.
 5. ``start_mode`` + ``stop_mode`` with sampling on (target <= 5 ms): the first in the process
    and the median of the later ones.
+6. Automatic step timing (harness.autoinstrument, for scripts that do not use the monitor): what
+   its optimizer hook costs per step beyond a do-nothing hook registered the same way (target
+   <= 2 us), what its DataLoader ``__next__`` wrapper adds per batch, and what the bootstrap adds
+   to the start-up of a Python process that imports no framework.
 """
 
 from __future__ import annotations
@@ -232,6 +236,110 @@ def bench_training(reps: int, batches: int) -> None:
           + ("the difference stands out of the noise" if stands_out else "no difference stands out of the noise"))
 
 
+def bench_auto_instrument(blocks: int) -> None:
+    import tempfile
+
+    import torch
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    from harness.autoinstrument import child_env, torch_hooks
+    from harness.autoinstrument.recorder import AutoRecorder
+
+    tmp = tempfile.mkdtemp(prefix="harness-bench-")
+    recorder = AutoRecorder(os.path.join(tmp, "events.jsonl"), register_exit=False)
+    param = torch.nn.Parameter(torch.zeros(1))
+    param.grad = torch.zeros(1)
+    opt = torch.optim.SGD([param], lr=0.0)
+
+    def noop_hook(optimizer, args, kwargs) -> None:
+        return None
+
+    def stepped(hook_on: bool) -> list[float]:
+        if hook_on:
+            installed = torch_hooks.install(torch, recorder)
+        else:
+            handle = register_optimizer_step_post_hook(noop_hook)
+        try:
+            return per_call_ns(opt.step, 500, 1)
+        finally:
+            if hook_on:
+                installed.remove()
+                recorder.steps.clear()
+            else:
+                handle.remove()
+
+    for _ in range(3):
+        stepped(True), stepped(False)
+    with_hook, with_noop = [], []
+    for i in range(blocks):  # interleaved blocks, alternating which goes first: the machine's speed drifts
+        for hook_on in ((True, False) if i % 2 else (False, True)):
+            (with_hook if hook_on else with_noop).extend(stepped(hook_on))
+    diffs = sorted(a - b for a, b in zip(with_hook, with_noop))
+
+    # the hook's own work, without torch's optimizer around it
+    installed = torch_hooks.install(torch, recorder)
+    direct = per_call_ns(lambda: torch_hooks._post_step_hook(opt, (), {}), 1000, blocks)
+    installed.remove()
+    recorder.steps.clear()
+    bare_call = per_call_ns(lambda: noop_hook(opt, (), {}), 1000, blocks)
+
+    # the __next__ wrapper's own work: wrap a trivial __next__ and call both directly
+    from torch.utils.data.dataloader import _BaseDataLoaderIter
+
+    real_next = _BaseDataLoaderIter.__next__
+    batch = (torch.zeros(32, 3), torch.zeros(32))
+
+    def trivial_next(self: object) -> object:
+        return batch
+
+    _BaseDataLoaderIter.__next__ = trivial_next
+    installed = torch_hooks.install(torch, recorder)
+    wrapper = _BaseDataLoaderIter.__next__
+    installed.remove()
+    _BaseDataLoaderIter.__next__ = real_next
+    fake_iter = object()
+    wrapped_direct = per_call_ns(lambda: wrapper(fake_iter), 1000, blocks)
+    trivial_direct = per_call_ns(lambda: trivial_next(fake_iter), 1000, blocks)
+
+    loader = torch.utils.data.DataLoader(range(200), batch_size=None)
+
+    def fetch_all() -> None:
+        for _ in loader:
+            pass
+
+    plain, wrapped = [], []
+    for _ in range(max(blocks // 5, 5)):
+        plain += [x / 200 for x in per_call_ns(fetch_all, 1, 3)]
+        installed = torch_hooks.install(torch, recorder)
+        wrapped += [x / 200 for x in per_call_ns(fetch_all, 1, 3)]
+        installed.remove()
+    recorder.writer.close()
+
+    env = dict(os.environ, HARNESS_EVENTS_FILE=os.path.join(tmp, "startup.jsonl"))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in [str(Path(__file__).resolve().parent.parent),
+                                                    env.get("PYTHONPATH", "")] if p)
+    starts: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(10):
+        for boot in (False, True):
+            t0 = perf_counter_ns()
+            subprocess.run([sys.executable, "-c", "pass"], env=child_env(env) if boot else env, check=True)
+            starts[boot].append((perf_counter_ns() - t0) / 1e6)
+    med = statistics.median
+    print(f"6. automatic step timing: the optimizer hook called directly: {med(direct) / 1000:.2f} us per step, "
+          f"a do-nothing Python call {med(bare_call) / 1000:.2f} us (target: <= 2 us beyond the hook)")
+    print(f"   optimizer step with our hook vs a do-nothing hook: "
+          f"{med(diffs) / 1000:+.2f} us per step (middle half of {len(diffs)} paired blocks: "
+          f"{diffs[len(diffs) // 4] / 1000:+.2f} to {diffs[3 * len(diffs) // 4] / 1000:+.2f} us; "
+          f"target <= 2 us; step with the do-nothing hook "
+          f"{med(with_noop) / 1000:.2f} us)")
+    print(f"   DataLoader __next__ wrapper called directly around a trivial __next__: "
+          f"{(med(wrapped_direct) - med(trivial_direct)) / 1000:+.2f} us per batch (batch size read "
+          f"from a tensor pair); in a real DataLoader loop: {(med(wrapped) - med(plain)) / 1000:+.2f} us "
+          f"per batch (a plain DataLoader over range(): {med(plain) / 1000:.2f} us per batch)")
+    print(f"   start-up of `python -c pass`: {med(starts[True]) - med(starts[False]):+.1f} ms with the "
+          f"bootstrap ({med(starts[False]):.1f} ms without)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
@@ -243,6 +351,7 @@ def main() -> None:
     bench_sampler_cpu(seconds=2.0 if q else 5.0, rounds=2 if q else 5)
     bench_training(reps=3 if q else 10, batches=30 if q else 60)
     bench_mode_start(pairs=10 if q else 40)
+    bench_auto_instrument(blocks=40 if q else 200)
 
 
 if __name__ == "__main__":

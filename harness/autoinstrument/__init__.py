@@ -13,21 +13,24 @@ mode. Nothing here imports torch, TensorFlow or anything host-side.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
-from pathlib import Path
-from types import ModuleType
-from typing import Any, Callable
+
+# This module is imported at the start-up of every instrumented process: standard modules that
+# Python has not loaded by then (typing, pathlib, functools, importlib.abc) cost milliseconds.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import ModuleType
+    from typing import Any, Callable
 
 SWITCH = "HARNESS_AUTO_INSTRUMENT"  # "0": no automatic step timing
 
 _installed = False
 
 
-def bootstrap_dir() -> Path:
+def bootstrap_dir() -> str:
     """The folder holding the ``sitecustomize`` bootstrap (inside this package, wherever installed)."""
-    return Path(__file__).resolve().parent / "boot"
+    return os.path.join(os.path.dirname(os.path.realpath(__file__)), "boot")
 
 
 def enabled(env: dict[str, str] | None = None) -> bool:
@@ -40,7 +43,7 @@ def child_env(env: dict[str, str]) -> dict[str, str]:
     """``env`` with the bootstrap first on ``PYTHONPATH`` (the bootstrap takes itself off again)."""
     out = dict(env)
     rest = out.get("PYTHONPATH")
-    out["PYTHONPATH"] = str(bootstrap_dir()) + (os.pathsep + rest if rest else "")
+    out["PYTHONPATH"] = bootstrap_dir() + (os.pathsep + rest if rest else "")
     return out
 
 
@@ -80,6 +83,8 @@ def _monitor_created() -> None:
 
 def _on_monitor_module(module: ModuleType) -> None:
     """Wrap ``ExperimentMonitor.__init__``: a monitor the script makes turns the hooks off."""
+    import functools
+
     cls = module.ExperimentMonitor
     original: Callable[..., None] = cls.__init__
 

@@ -9,17 +9,19 @@ costs one dictionary lookup.
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
 import sys
-from types import ModuleType
-from typing import Callable, Sequence
 
-Callback = Callable[[ModuleType], None]
+TYPE_CHECKING = False  # typing and importlib.abc cost milliseconds at every instrumented start-up
+if TYPE_CHECKING:
+    import importlib.machinery
+    from types import ModuleType
+    from typing import Callable, Sequence
+
+    Callback = Callable[[ModuleType], None]
 
 
-class PostImportWatcher(importlib.abc.MetaPathFinder):
-    """A ``sys.meta_path`` finder that calls ``callbacks[name](module)`` after ``name`` is imported.
+class PostImportWatcher:
+    """A ``sys.meta_path`` finder (the protocol needs only ``find_spec``) that calls ``callbacks[name](module)`` after ``name`` is imported.
 
     Errors in a callback are handed to ``on_error(name, exc)``; they never fail the import.
     """
