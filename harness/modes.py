@@ -150,11 +150,12 @@ def check_mode_files(name: str, spec: ModeSpec | str, folder: Path, where: str =
     argv = spec.argv
     program = argv[0]
     if program not in PYTHONS:
-        if not _inside(program):
+        target = folder / program
+        if not _inside(program) or ("/" not in program and not target.is_file()):
             raise ConfigError(f"{field}: the program must be python, python3 or an executable inside the "
                               f"experiment folder (got {program!r})",
-                              hint="put a wrapper script in the experiment folder and name it as ./run.sh")
-        target = folder / program
+                              hint="run tools as python modules (python -m torch.distributed.run ...) or "
+                                   "from a script in the folder (./run.sh)")
         if not target.is_file():
             raise ConfigError(f"{field}: {program} not found in the experiment folder {folder}")
         if not os.access(target, os.X_OK):
