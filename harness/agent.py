@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness import autoinstrument
 from harness import env as envvars
 from harness.manifest import environment_manifest
 from harness.monitor.events import EventWriter
@@ -52,6 +53,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--image-id", help="that image's id (recorded in results.json)")
     parser.add_argument("--grace", type=float, default=GRACE_SECONDS,
                         help="seconds between forwarding a stop signal and SIGKILL")
+    parser.add_argument("--no-instrument", action="store_true",
+                        help="no automatic step timing of PyTorch / Keras (harness.autoinstrument)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ...")
     args = parser.parse_args(argv)
     # Hosts that predate the flags told the agent through the environment.
@@ -65,11 +68,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def agent_command(*, python: str, script: str, mode: str, results: str, run_id: str, experiment: str,
+def agent_command(*, python: str, command: list[str], mode: str, results: str, run_id: str, experiment: str,
                   interval: float, backend: str, config: str, seed: int | None = None,
                   timeout: float | None = None, plan_id: str | None = None, image: str | None = None,
-                  image_id: str | None = None) -> list[str]:
-    """The command line that runs the agent on ``python script``: what :func:`parse_args` reads.
+                  image_id: str | None = None, instrument: bool = True) -> list[str]:
+    """The command line that runs the agent on the mode's ``command``: what :func:`parse_args` reads.
 
     Built here, beside the parser, so that the backends (container or local process) cannot
     drift from what the agent accepts.
@@ -81,7 +84,9 @@ def agent_command(*, python: str, script: str, mode: str, results: str, run_id: 
     for flag, value in optional:
         if value is not None:
             cmd += [flag, str(value)]
-    return cmd + ["--", python, script]
+    if not instrument:
+        cmd.append("--no-instrument")
+    return cmd + ["--", *command]
 
 
 def load_config(path: Path | None) -> dict[str, Any] | None:
@@ -175,6 +180,8 @@ def _script_env(args: argparse.Namespace, run_id: str, experiment: str, events_p
         env[envvars.SEED] = str(args.seed)
     if args.config is not None and args.config.is_file():
         env[envvars.CONFIG] = str(args.config.resolve())
+    if not args.no_instrument and autoinstrument.enabled(env):
+        env = autoinstrument.child_env(env)  # the script's process only: the bootstrap takes itself off
     return env
 
 

@@ -143,30 +143,42 @@ def _parse_seeds(value: str | None) -> list[int] | None:
               help="Two modes: add seed pairs until the verdict is clear (sequential test, docs/statistics.md).")
 @click.option("--max-seeds", type=int, help="With --until-confident: at most this many seeds a mode [default: 10].")
 @click.option("--budget", help="With --until-confident: stop before a pair that would overrun this time, e.g. 2h.")
+@click.option("--mode", "one_off", multiple=True, metavar="NAME='CMD'",
+              help="Also run a one-off mode that is not in the config, e.g. amp='python main.py --amp' "
+                   "(recorded in the plan; repeatable).")
 def run(modes: tuple[str, ...], experiment_dir: Path | None, seeds: str | None, backend: str,
         gpus: str | None, cpus: float | None, memory: str | None, shm_size: str | None,
         network: str | None, ipc: str, timeout: float | None, dry_run: bool, resume: str | None,
         fail_fast: bool, parallel: bool, executor: str, address: str | None, rebuild: bool,
-        until_confident: bool, max_seeds: int | None, budget: str | None) -> None:
+        until_confident: bool, max_seeds: int | None, budget: str | None, one_off: tuple[str, ...]) -> None:
     """Run modes of the experiment, each seed in its own container.
 
-    MODES are names from experiment_config.json (or 'all'). Each (mode, seed)
-    run writes results/<mode>/<run-id>/. Modes are interleaved per seed so that
-    drift of the machine hits both alike. Exit code 1 if any run failed.
+    MODES are names from experiment_config.json (or 'all'). A mode there is a
+    script ("baseline.py") or a command line ({"command": "python main.py --amp"},
+    never run through a shell). Each (mode, seed) run writes
+    results/<mode>/<run-id>/. Modes are interleaved per seed so that drift of the
+    machine hits both alike. Exit code 1 if any run failed.
 
     \b
     Examples:
       harness run baseline                      # the config's seeds
       harness run baseline optimization --seeds 0,1,2
+      harness run baseline --mode bs80='python main.py --batch_size 80'
       harness run all --dry-run
       harness run --resume                      # after a crash or Ctrl-C
       harness run optimization --backend local --timeout 600
       harness run baseline optimization --until-confident --budget 2h
     """
+    from harness.modes import parse_cli_mode
     from harness.settings import RunOptions
 
     experiment = _experiment(experiment_dir)
     seed_list = _parse_seeds(seeds)
+    extra = dict(parse_cli_mode(text) for text in one_off)
+    if extra and resume is not None:
+        raise UsageError("--resume runs the plan's own modes; drop --mode")
+    experiment = experiment.with_one_off_modes(extra)
+    modes = (*modes, *(name for name in extra if name not in modes))
     if not modes and resume is None:
         raise UsageError("name at least one mode (e.g. `harness run baseline`), 'all', or --resume")
     options = RunOptions(backend=backend, gpus=gpus, cpus=cpus, memory=memory, shm_size=shm_size,
@@ -189,9 +201,9 @@ def run(modes: tuple[str, ...], experiment_dir: Path | None, seeds: str | None, 
 
 # --------------------------------------------------------------------------- compare
 @cli.command()
-@click.argument("experiments", nargs=-1, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--baseline", default="baseline", show_default=True, help="Mode compared against.")
-@click.option("--candidate", default="optimization", show_default=True, help="Mode under test.")
+@click.argument("targets", nargs=-1, metavar="[BASELINE CANDIDATE | EXPERIMENTS...]")
+@click.option("--baseline", help="Mode compared against.  [default: baseline]")
+@click.option("--candidate", help="Mode under test.  [default: optimization]")
 @click.option("--runs", help="Comma-separated run ids to use (default: every completed run).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "markdown", "latex"]), default="table",
               show_default=True, help="What to print; the report files are written in every case.")
@@ -199,25 +211,31 @@ def run(modes: tuple[str, ...], experiment_dir: Path | None, seeds: str | None, 
               help="Percent change treated as noise: inside it a significant change reads 'within noise'.")
 @click.option("--fail-if-slower", is_flag=True, help="Exit 1 when the candidate is significantly slower.")
 @click.option("--no-plots", is_flag=True, help="Skip the plots and HTML report (faster).")
-def compare(experiments: tuple[Path, ...], baseline: str, candidate: str, runs: str | None, fmt: str,
+def compare(targets: tuple[str, ...], baseline: str | None, candidate: str | None, runs: str | None, fmt: str,
             noise_band: float, fail_if_slower: bool, no_plots: bool) -> None:
     """Compare two modes' runs: verdict, statistics, diagnosis, report.
 
-    With no EXPERIMENTS, compares the experiment you are in. With several,
-    prints one summary table across competitions.
+    Compares the experiment you are in: baseline against optimization, or the
+    two modes you name (BASELINE CANDIDATE). With results of more than two
+    modes and none named, prints one line per mode against baseline, then the
+    full report of the first. With several EXPERIMENTS (folders), prints one
+    summary table across competitions.
 
     \b
     Writes results/comparison/: comparison.json, report.md, report.html, *.png
     Examples:
       harness compare
+      harness compare baseline amp             # = --baseline baseline --candidate amp
       harness compare --format markdown > RESULTS.md
       harness compare --fail-if-slower          # in CI
       harness compare experiments/*
     """
     from harness.compare import compare_and_report, render_result
+    from harness.compare.session import split_targets
 
+    experiments, modes = split_targets(list(targets))
     run_ids = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
-    result = compare_and_report(experiments=list(experiments), baseline=baseline, candidate=candidate,
+    result = compare_and_report(experiments=experiments, baseline=baseline, candidate=candidate, modes=modes,
                                 run_ids=run_ids, noise_band=noise_band / 100.0, plots=not no_plots)
     # Wide enough for the verdict table; CliRunner and pipes fall back to COLUMNS or 120.
     text, problems = render_result(result, fmt, max(100, shutil.get_terminal_size((120, 24)).columns))

@@ -14,12 +14,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.errors import ConfigError
+from harness.modes import ModeSpec, validate_mode_value
 
 CONFIG_FILENAME = "experiment_config.json"
 SCHEMA_VERSION = 1
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)?\s*$", re.IGNORECASE)
 _MODE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_MODE_FIELD = re.compile(r"^([a-z0-9][a-z0-9_-]{0,63}(?:\.[a-z_]+)?): (.*)$")
 
 
 def parse_size(value: str | int) -> int:
@@ -108,9 +110,10 @@ class ExperimentConfig(_Model):
     competition: str = Field(..., description="Competition name, e.g. birdclef_2023.")
     kaggle_slug: str = Field(..., description="The competition's slug on Kaggle, e.g. birdclef-2023.")
     framework: Literal["pytorch", "tensorflow"] = Field(..., description="Training framework.")
-    modes: dict[str, str] = Field(
+    modes: dict[str, str | ModeSpec] = Field(
         default_factory=lambda: {"baseline": "baseline.py", "optimization": "optimization.py"},
-        description="Mode name to the script that runs it, relative to the experiment folder.",
+        description="Mode name to the script that runs it (relative to the experiment folder), or to an "
+                    "object: {command: str | [str], env, instrument} or {script, args, env, instrument}.",
     )
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], description="Seeds each mode runs with.")
     epochs: int = Field(2, description="Training epochs per run.")
@@ -139,17 +142,14 @@ class ExperimentConfig(_Model):
             raise ValueError(f"must be lowercase letters, digits, '_' or '-' (got {v!r})")
         return v
 
-    @field_validator("modes")
+    @field_validator("modes", mode="before")
     @classmethod
-    def _modes(cls, v: dict[str, str]) -> dict[str, str]:
+    def _modes(cls, v: Any) -> Any:
+        if not isinstance(v, dict):
+            return v  # pydantic says what type it wants
         if not v:
             raise ValueError("must name at least one mode")
-        for name, script in v.items():
-            if not _MODE_RE.fullmatch(name) or name in ("all", "plans", "comparison"):
-                raise ValueError(f"{name!r} is not a usable mode name")
-            if not script.endswith(".py") or Path(script).is_absolute() or ".." in Path(script).parts:
-                raise ValueError(f"{name}: script must be a .py file inside the experiment (got {script!r})")
-        return v
+        return {name: validate_mode_value(name, value) for name, value in v.items()}
 
     @field_validator("seeds")
     @classmethod
@@ -198,6 +198,9 @@ def _format_validation_error(err: ValidationError, filename: str) -> list[str]:
         msg = item["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
+        mode_field = _MODE_FIELD.match(msg) if loc == "modes" else None
+        if mode_field:  # "modes: amp.command: ..." reads better as "modes.amp.command: ..."
+            loc, msg = f"modes.{mode_field.group(1)}", mode_field.group(2)
         if item["type"] == "extra_forbidden":
             msg = "unknown field; remove it or check its spelling"
         elif item["type"] == "missing":

@@ -17,6 +17,8 @@ EXPERIMENT = "HARNESS_EXPERIMENT"
 SAMPLING_INTERVAL = "HARNESS_SAMPLING_INTERVAL"
 AGENT = "HARNESS_AGENT"  # "1": the agent samples resources, so the in-script monitor does not
 CONFIG = "HARNESS_CONFIG"
+# Read by the agent (and the bootstrap): "0" turns automatic step timing off (harness.autoinstrument).
+AUTO_INSTRUMENT = "HARNESS_AUTO_INSTRUMENT"
 # Given by the backends.
 DATA_DIR = "HARNESS_DATA_DIR"
 IMAGE = "HARNESS_IMAGE"

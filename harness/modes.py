@@ -139,13 +139,15 @@ def validate_mode_value(name: str, value: Any) -> str | ModeSpec:
         raise ValueError(f"{name}.{e}" if ":" in str(e).split(" ")[0] else f"{name}: {e}") from None
 
 
-def check_mode_files(name: str, spec: ModeSpec | str, folder: Path, where: str = "modes") -> None:
+def check_mode_files(name: str, spec: ModeSpec | str, folder: Path, where: str = "modes",
+                     field: str | None = None) -> None:
     """The program is python/python3 or an executable inside ``folder``; every ``.py`` it names exists.
 
     Raises:
         ConfigError: one line naming the field, e.g. ``modes.amp.command: train.py not found in ...``.
     """
-    field = f"{where}.{name}" if isinstance(spec, str) else f"{where}.{name}.{spec.field}"
+    if field is None:
+        field = f"{where}.{name}" if isinstance(spec, str) else f"{where}.{name}.{spec.field}"
     spec = mode_spec(spec)
     argv = spec.argv
     program = argv[0]

@@ -258,16 +258,18 @@ def test_decide_status_precedence() -> None:
 
 
 def test_agent_command_is_what_the_parser_reads() -> None:
-    cmd = agent_command(python="python3", script="baseline.py", mode="baseline", results="/results/R", run_id="R",
+    cmd = agent_command(python="python3", command=["python3", "baseline.py"], mode="baseline", results="/results/R", run_id="R",
                         experiment="e", interval=0.5, backend="docker", config="/w/c.json", seed=3, timeout=9.0,
                         plan_id="P", image="img:1", image_id="sha256:ab")
     args = parse_args(cmd[3:])
     assert (args.mode, str(args.results), args.run_id, args.seed, args.timeout) == ("baseline", "/results/R", "R", 3, 9.0)
     assert (args.plan_id, args.image, args.image_id, args.interval) == ("P", "img:1", "sha256:ab", 0.5)
-    assert args.command == ["python3", "baseline.py"]
-    bare = agent_command(python="py", script="s.py", mode="m", results="r", run_id="R", experiment="e",
-                         interval=1.0, backend="local", config="c.json")
+    assert args.command == ["python3", "baseline.py"] and not args.no_instrument
+    bare = agent_command(python="py", command=["./run.sh", "--fast"], mode="m", results="r", run_id="R",
+                         experiment="e", interval=1.0, backend="local", config="c.json", instrument=False)
     assert not {"--seed", "--timeout", "--plan-id", "--image", "--image-id"} & set(bare)
+    args = parse_args(bare[3:])
+    assert args.no_instrument and args.command == ["./run.sh", "--fast"]
 
 
 def test_parse_args_needs_a_command() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from harness.autoinstrument import bootstrap_dir, child_env
-from harness.monitor.events import read_events
+from harness.results.events import read_events
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from types import ModuleType
     from typing import Any, Callable
 
-SWITCH = "HARNESS_AUTO_INSTRUMENT"  # "0": no automatic step timing
+from harness.env import AUTO_INSTRUMENT as SWITCH  # "0": no automatic step timing
 
 _installed = False
 

@@ -20,6 +20,8 @@ from harness.config import CONFIG_FILENAME
 from harness.engine import LABEL, docker_client, engine_error
 from harness.images import ensure_experiment_image
 from harness.agent import agent_command
+from harness.autoinstrument import enabled as autoinstrument_enabled
+from harness.modes import program_argv
 from harness.results.schema import STDOUT_FILENAME
 
 WORKDIR = "/workspace"
@@ -63,11 +65,14 @@ def container_settings(request: RunRequest, image: str, run_dir: Path, image_id:
     exp, run = request.experiment, request.settings()
     assert request.run_id is not None
     results_in = f"{RESULTS_MOUNT}/{request.run_id}"
-    agent = agent_command(python="python3", script=exp.config.modes[request.mode], mode=request.mode,
+    spec = exp.mode_spec(request.mode)
+    agent = agent_command(python="python3", command=program_argv(spec, "python3"), mode=request.mode,
                           results=results_in, run_id=request.run_id, experiment=exp.name,
                           interval=run.sampling_interval, backend="docker", config=f"{WORKDIR}/{CONFIG_FILENAME}",
-                          seed=request.seed, timeout=run.timeout)
+                          seed=request.seed, timeout=run.timeout,
+                          instrument=spec.instrument and autoinstrument_enabled())
     volumes, env = _mounts_and_env(request, image, image_id, run_dir, results_in)
+    env = {**spec.env, **env}  # the mode's variables; never over harness's own
     settings: dict[str, Any] = dict(
         # HOME must be writable for the invoking uid, which has no passwd entry in the image.
         image=image, command=["sh", "-c", 'mkdir -p "$HOME" && exec "$@"', "harness-run", *agent],
@@ -171,7 +176,7 @@ def run_in_docker(request: RunRequest) -> RunOutcome:
     from harness.backends.settle import finish_run, prepare_run_dir
 
     exp = request.experiment
-    exp.script_for(request.mode)  # unknown mode -> UsageError before anything is built
+    exp.mode_spec(request.mode)  # unknown mode -> UsageError before anything is built
     echo = request.echo
     image = ensure_experiment_image(exp, rebuild=request.options.rebuild, echo=echo or (lambda _: None))
     client = docker_client(timeout=None)

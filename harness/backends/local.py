@@ -27,12 +27,15 @@ def agent_command(request: RunRequest, results_dir: str, backend: str = "local")
     """The agent's command line for this run, as a local process."""
     from harness.agent import agent_command as command
 
+    from harness.modes import program_argv
+
     exp, run = request.experiment, request.settings()
     assert request.run_id is not None
-    return command(python=sys.executable, script=str(exp.script_for(request.mode)), mode=request.mode,
+    spec = exp.mode_spec(request.mode)
+    return command(python=sys.executable, command=program_argv(spec, sys.executable), mode=request.mode,
                    results=results_dir, run_id=request.run_id, experiment=exp.name,
                    interval=run.sampling_interval, backend=backend, config=str(exp.path / CONFIG_FILENAME),
-                   seed=request.seed, timeout=run.timeout, plan_id=request.plan_id)
+                   seed=request.seed, timeout=run.timeout, plan_id=request.plan_id, instrument=spec.instrument)
 
 
 def _stop(proc: subprocess.Popen, echo: Callable[[str], None] | None) -> None:
@@ -60,10 +63,10 @@ def run_local(request: RunRequest) -> RunOutcome:
     from harness.backends.settle import finish_run, prepare_run_dir
 
     exp = request.experiment
-    exp.script_for(request.mode)
+    spec = exp.mode_spec(request.mode)
     run_dir = prepare_run_dir(request)
     cmd = agent_command(request, str(run_dir))
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **spec.env)
     visible = request.settings().gpus.cuda_visible_devices(request.gpu_ids)
     if visible is not None:
         env["CUDA_VISIBLE_DEVICES"] = visible

@@ -81,6 +81,34 @@ def render_overview(items: list[ModeRow], baseline: str, width: int | None = Non
     return buf.getvalue()
 
 
+def overview_text(items: list[ModeRow], baseline: str, fmt: str, width: int | None = None) -> str:
+    """The overview in one of compare's formats (table, markdown, latex), ending in a blank line."""
+    from harness.compare.tables import latex_table, md_table
+
+    if fmt == "markdown":
+        return f"## Every mode against {baseline}\n\n" + md_table(OVERVIEW_HEADERS, overview_rows(items)) + "\n"
+    if fmt == "latex":
+        return latex_table(OVERVIEW_HEADERS, overview_rows(items), f"Every mode against {baseline}",
+                           "tab:overview") + "\n"
+    return render_overview(items, baseline, width)
+
+
+def overview_document(items: list[ModeRow]) -> list[dict[str, object]]:
+    """The overview for comparison.json-style output: per mode, the headline metric's ratio and verdicts."""
+    out: list[dict[str, object]] = []
+    for mode, comp, error in items:
+        if comp is None:
+            out.append({"mode": mode, "error": error})
+            continue
+        thr, e2e = comp.metric("throughput") or comp.headline, comp.metric("total_time")
+        out.append({"mode": mode, "runs": [len(comp.runs[comp.baseline]), len(comp.runs[comp.candidate])],
+                    "metric": thr.spec.key if thr else None, "ratio": thr.ratio if thr else None,
+                    "interval": [thr.test.low, thr.test.high] if thr and thr.test else None,
+                    "verdict": thr.verdict if thr else None,
+                    "end_to_end_ratio": e2e.ratio if e2e else None, "end_to_end_verdict": e2e.verdict if e2e else None})
+    return out
+
+
 def first_compared(items: list[ModeRow]) -> Comparison | None:
     """The comparison whose full report follows the table: the first mode that could be compared."""
     return next((comp for _, comp, _ in items if comp is not None), None)

@@ -71,6 +71,8 @@ class Plan:
     state_version: int = STATE_VERSION
     # A sequential plan's design, looks and decision (plan/sequential.py); None for a fixed plan.
     sequential: dict[str, Any] | None = None
+    # `harness run --mode NAME='CMD'`: what those modes ran, so that --resume runs the same
+    one_off_modes: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -152,10 +154,11 @@ def make_plan(experiment: Experiment, modes: list[str], seeds: list[int] | None 
         raise UsageError(f"seeds must be distinct integers >= 0 (got {seeds})")
     options = options or RunOptions()
     runs = [PlannedRun(mode=m, seed=s) for m, s in interleave(modes, seeds)]
+    one_off = {m: experiment.one_off_modes[m].model_dump() for m in modes if m in experiment.one_off_modes}
     return Plan(plan_id=new_plan_id(experiment.name, modes, seeds), experiment=experiment.name,
                 experiment_dir=str(experiment.path), created=time.time(), modes=modes, seeds=seeds,
                 options=asdict(options), runs=runs, parallel=parallel, executor=executor, address=address,
-                fail_fast=fail_fast)
+                fail_fast=fail_fast, one_off_modes=one_off)
 
 
 @dataclass

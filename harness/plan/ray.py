@@ -181,7 +181,7 @@ class RayExecutor(Executor):
                     self.begin(run, new_run_id(run.seed), remote=True)
                     spec = {"mode": run.mode, "seed": run.seed, "run_id": run.run_id, "plan_id": self.plan.plan_id,
                             "options": dict(self.plan.options), "data_dir": exp.config.data_dir,
-                            "data_source": data_source}
+                            "data_source": data_source, "one_off_modes": self.plan.one_off_modes}
                     in_flight[remote.options(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=1,
                                              name=f"harness {run.mode} seed {run.seed}").remote(tar_ref, spec)] = run
                 if not in_flight:

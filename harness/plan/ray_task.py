@@ -119,6 +119,7 @@ def run_task(experiment_tar: bytes, spec: dict[str, Any]) -> dict[str, Any]:
     from harness.backends import RunOptions, RunRequest, run_mode
     from harness.errors import HarnessError
     from harness.experiment import load_experiment
+    from harness.modes import ModeSpec
 
     ctx = ray.get_runtime_context()
     assigned = [str(g) for g in ray.get_gpu_ids()]
@@ -132,7 +133,8 @@ def run_task(experiment_tar: bytes, spec: dict[str, Any]) -> dict[str, Any]:
         try:
             exp_dir = unpack(experiment_tar, Path(tmp))
             _link_data(exp_dir, spec["data_dir"], spec.get("data_source"))
-            experiment = load_experiment(exp_dir)
+            experiment = load_experiment(exp_dir).with_one_off_modes(
+                {name: ModeSpec.model_validate(value) for name, value in spec.get("one_off_modes", {}).items()})
             options = RunOptions(**spec["options"])
             gpu_ids, note = map_gpus(assigned)
             reply["gpus_passed"], reply["gpu_note"] = gpu_ids or [], note

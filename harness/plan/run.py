@@ -13,6 +13,7 @@ from typing import Callable
 
 from harness.errors import UsageError
 from harness.experiment import Experiment
+from harness.modes import ModeSpec
 from harness.plan.executor import Executor, RunCompleted
 from harness.plan.local import LocalExecutor
 from harness.plan.model import Plan, PlanResult, make_plan, resolve_modes
@@ -56,6 +57,8 @@ def execute(experiment: Experiment, modes: list[str], seeds: list[int] | None, o
             raise UsageError("--resume continues a plan as it was made; drop the MODES, --seeds and "
                              "--until-confident", hint="to run something else, start a new plan without --resume")
         plan = load_plan(experiment, resume)
+        experiment = experiment.with_one_off_modes(
+            {name: ModeSpec.model_validate(spec) for name, spec in plan.one_off_modes.items()})
         plan.fail_fast = fail_fast  # this invocation decides, not the one that made the plan
         # Options given now (not left at their defaults) override the plan's, e.g. --timeout, --backend.
         defaults = asdict(RunOptions())
@@ -69,8 +72,9 @@ def execute(experiment: Experiment, modes: list[str], seeds: list[int] | None, o
     else:
         plan = make_plan(experiment, modes, seeds, options, parallel=parallel, executor=executor,
                          address=address, fail_fast=fail_fast)
-    # Bad resource requests are input errors: refuse them before anything is written.
+    # Bad resource requests and commands are input errors: refuse them before anything is written or built.
     settings = resolve_settings(experiment.config, plan.run_options())
+    experiment.check_modes(plan.modes)
     if plan.executor == "ray":
         from harness.plan.ray import check_ray, task_resources
 

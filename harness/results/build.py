@@ -298,6 +298,9 @@ def build_results(events: list[dict[str, Any]], run_info: dict[str, Any]) -> dic
         "plan_id": run_info.get("plan_id", start.get("plan_id")),
         "node": run_info.get("node", start.get("node")),
     }
+    notes = list(dict.fromkeys(str(e.get("text")) for e in events if e.get("type") == "note"))
+    if notes:  # said once each (automatic step timing: "no optimizer steps seen: ...")
+        run["notes"] = notes
     for key, value in run_info.items():  # extensions (rebuilt_from_events, dropped_lines, ...)
         if key not in run and key not in ("environment", "config", "experiment_name"):
             run[key] = value
