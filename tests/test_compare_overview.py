@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
+
+import pytest
 
 from fixtures.results.synth import write_experiment
 from harness.compare import stats
@@ -47,3 +51,69 @@ def test_a_mode_that_cannot_be_compared_keeps_its_error(tmp_path: Path) -> None:
     assert items[0][1] is not None
     assert items[1][0] == "ghost" and items[1][1] is None and "no completed run of mode 'ghost'" in items[1][2]
     assert "error" in render_overview(items, "baseline", width=200)
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+
+def _compare(cwd: Path, *args: str) -> "object":
+    from click.testing import CliRunner
+
+    from harness.cli import cli
+
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return CliRunner().invoke(cli, ["compare", "--no-plots", *args], env={"COLUMNS": "140"})
+    finally:
+        os.chdir(old)
+
+
+def test_compare_a_b_is_positional_shorthand(tmp_path: Path) -> None:
+    exp = sweep(tmp_path)
+    result = _compare(exp, "baseline", "bs80")
+    assert result.exit_code == 0, result.output
+    assert "bs80 against baseline" in result.output.splitlines()[0]
+    assert "Every mode" not in result.output
+    flags = _compare(exp, "--baseline", "baseline", "--candidate", "bs80")
+    strip = lambda text: [line for line in text.splitlines() if "Report:" not in line and "ago" not in line]
+    assert strip(result.output) == strip(flags.output)
+    one = _compare(exp, "bs40")  # one mode: the candidate, against baseline
+    assert one.exit_code == 0 and "bs40 against baseline" in one.output.splitlines()[0]
+    folder_and_modes = _compare(tmp_path, str(exp), "bs40", "amp")
+    assert folder_and_modes.exit_code == 0 and "amp against bs40" in folder_and_modes.output.splitlines()[0]
+
+
+def test_compare_with_more_than_two_modes_prints_every_mode_then_the_first_report(tmp_path: Path) -> None:
+    exp = sweep(tmp_path)
+    result = _compare(exp)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("Every mode against baseline")
+    rule = next(i for i, line in enumerate(lines) if line.strip().startswith("───"))
+    rows = [line.split()[0] for line in lines[rule + 1:rule + 4]]
+    assert rows == ["bs40", "bs80", "amp"]
+    report = next(i for i, line in enumerate(lines) if "bs40 against baseline" in line)
+    assert report > rule + 3  # the full report of the first mode follows the table
+    assert "Verdicts" in result.output and lines[-1].startswith("Report: ")
+    doc = json.loads(_compare(exp, "--format", "json").stdout)
+    assert [row["mode"] for row in doc["overview"]] == ["bs40", "bs80", "amp"]
+    assert doc["comparison"]["candidate"] == "bs40"
+    assert [row["verdict"] for row in doc["overview"][:2]] == ["FASTER", "FASTER"]
+    markdown = _compare(exp, "--format", "markdown").stdout
+    assert markdown.startswith("## Every mode against baseline\n\n| Mode |")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["a", "b", "c"], "Error: compare takes two modes, BASELINE CANDIDATE (got 3: a b c)"),
+    (["baseline", "bs40", "--candidate", "bs80"],
+     "Error: give the modes either as BASELINE CANDIDATE or with --baseline/--candidate"),
+    (["bs40", "--candidate", "bs80"], "Error: bs40 and --candidate bs80 both name the candidate; give one"),
+    (["no/such/folder"], "Error: no/such/folder is not a folder (nor a mode name)"),
+])
+def test_compare_bad_positionals_are_one_line_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
+    exp = sweep(tmp_path)
+    result = _compare(exp, *args)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.splitlines()[0] == message
+    assert "Traceback" not in result.output
