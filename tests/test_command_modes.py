@@ -213,3 +213,28 @@ def test_shell_metacharacters_reach_the_script_as_words(tmp_path: Path) -> None:
     line = next(line for line in log.splitlines() if line.startswith("ARGS"))
     assert json.loads(line[5:]) == ["$HOME", ">", "out.txt", ";", "ls", "|", "cat"]
     assert not (path / "out.txt").exists()
+
+
+@pytest.mark.docker
+def test_in_a_container_an_unmodified_script_gets_per_step_records(pytorch_image: str, tiny_experiment: Any) -> None:
+    """The bootstrap ships inside the image's harness and works there (python3, the image's site-packages)."""
+    from harness.backends import RunOptions, RunRequest, run_mode
+    from harness.experiment import load_experiment
+
+    exp = tiny_experiment({"train": TRAIN}, name="cmdcontainer")
+    config = json.loads((exp.path / "experiment_config.json").read_text())
+    config["modes"] = {"baseline": {"command": "python train.py --epochs 1 --batch-size 32",
+                                    "env": {"OMP_NUM_THREADS": "1"}}}
+    (exp.path / "experiment_config.json").write_text(json.dumps(config))
+    exp = load_experiment(exp.path)
+    lines: list[str] = []
+    outcome = run_mode(RunRequest(experiment=exp, mode="baseline", seed=0, options=RunOptions(backend="docker"),
+                                  echo=lines.append))
+    assert outcome.status == "completed", "\n".join(lines)
+    assert "STEPS 32 OMP 1" in lines
+    doc = json.loads((outcome.run_dir / "results.json").read_text())
+    assert doc["run"]["command"] == ["python3", "train.py", "--epochs", "1", "--batch-size", "32"]
+    data = doc["modes"]["baseline"]
+    assert len(data["batch_times"]) == 32 and len(data["data_wait_times"]) == 32
+    assert {n for _, n in data["batch_sizes"]} == {32}
+    assert not doc["run"].get("notes")
