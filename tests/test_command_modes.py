@@ -238,3 +238,22 @@ def test_in_a_container_an_unmodified_script_gets_per_step_records(pytorch_image
     assert len(data["batch_times"]) == 32 and len(data["data_wait_times"]) == 32
     assert {n for _, n in data["batch_sizes"]} == {32}
     assert not doc["run"].get("notes")
+
+
+def test_resume_runs_the_one_off_mode_the_plan_recorded(tmp_path: Path) -> None:
+    """A plan cut short before its one-off mode ran: --resume finds the command in state.json."""
+    from harness.experiment import load_experiment
+    from harness.modes import parse_cli_mode
+    from harness.plan import execute, make_plan, save_plan
+    from harness.settings import RunOptions
+
+    path = experiment(tmp_path, {"baseline": {"command": "python train.py --epochs 1"}}, {"train.py": TRAIN})
+    exp = load_experiment(path).with_one_off_modes(dict([parse_cli_mode("wide=python train.py --epochs 1 "
+                                                                        "--width 512")]))
+    plan = make_plan(exp, ["wide"], [0], RunOptions(backend="local"))
+    save_plan(exp, plan)  # as a Ctrl-C before the first run leaves it
+    result = execute(load_experiment(path), [], None, RunOptions(backend="local"), resume=plan.plan_id, echo=None)
+    assert not result.failed
+    (doc,) = runs_of(path, "wide")
+    assert doc["run"]["command"][1:] == ["train.py", "--epochs", "1", "--width", "512"]
+    assert len(doc["modes"]["wide"]["batch_times"]) == 64
