@@ -42,7 +42,8 @@ def test_dockerignore_excludes_and_cannot_bring_outputs_back(tmp_path):
     _write(root, "notes.log")
     _write(root, ".dockerignore", "# comment\n*.tmp\n!outputs/keep.txt\n!notes.log\nDockerfile\n")
     files = code_files(root)
-    assert "scratch.tmp" not in files and "Dockerfile" not in files
+    assert "scratch.tmp" not in files
+    assert "Dockerfile" in files  # Docker always sends the Dockerfile, whatever .dockerignore says
     assert "outputs/keep.txt" not in files and "notes.log" not in files
     assert ".dockerignore" in files
 
