@@ -33,9 +33,16 @@ class EventWriter:
     """
 
     def __init__(self, path: Path | str, flush_interval: float = FLUSH_INTERVAL) -> None:
+        from harness.nofollow import open_file
+
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd: int | None = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        # Never through a link, never blocked by a FIFO: the run folder is writable by the script.
+        self._fd: int | None = open_file(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        self.dropped = 0  # records lost to a failed write (full disk): measuring never stops training
+        self.drop_reason: str | None = None  # why, e.g. "no space left on device"
+        self._torn = False  # a write failed part-way: the file ends inside a line
+        self._unreported = 0  # dropped records not yet announced by a "dropped" record
         self._pending: list[dict[str, Any]] = []
         self._sources: list[Source] = []
         self._lock = threading.Lock()  # guards _pending and the descriptor
@@ -62,7 +69,12 @@ class EventWriter:
             self._sources.append(source)
 
     def flush(self) -> None:
-        """Write everything queued so far in one ``write()``."""
+        """Write everything queued so far in one ``write()``.
+
+        A write that fails (disk full, quota, I/O error) drops the records, counts them in
+        ``dropped`` and never raises: training goes on. The next write that succeeds starts
+        with a ``dropped`` record saying how many were lost and why.
+        """
         with self._lock:
             if self._fd is None:
                 return
@@ -71,11 +83,25 @@ class EventWriter:
                 records.extend(source())
             if not records:
                 return
-            data = "".join(encode(r) for r in records).encode("utf-8")
+            if self._unreported:
+                records.insert(0, {"t": time.time(), "m": time.monotonic(), "type": "dropped",
+                                   "records": self._unreported, "reason": self.drop_reason})
+            # After a torn write the file ends inside a line: end it, so it costs one bad line only.
+            data = ("\n" if self._torn else "").encode() + "".join(encode(r) for r in records).encode("utf-8")
             view = memoryview(data)
-            while view:  # a regular file takes it in one go unless the disk is full
-                written = os.write(self._fd, view)
-                view = view[written:]
+            try:
+                while view:  # a regular file takes it in one go unless the disk is full
+                    written = os.write(self._fd, view)
+                    view = view[written:]
+            except OSError as e:
+                self._torn = self._torn or len(view) < len(data)
+                lost = len(records) - (1 if self._unreported else 0)
+                self.dropped += lost
+                self._unreported += lost
+                self.drop_reason = self.drop_reason or (e.strerror or str(e)).lower()
+                return
+            self._torn = False
+            self._unreported = 0
 
     def close(self) -> None:
         """Stop the flusher and write what is left; safe to call twice."""
@@ -90,11 +116,7 @@ class EventWriter:
 
     def _loop(self) -> None:
         while not self._stop.wait(self._interval):
-            try:
-                self.flush()
-            except OSError:
-                # Disk full or the folder vanished: keep training; the next flush retries.
-                pass
+            self.flush()
 
 
 _LIVE: "weakref.WeakSet[EventWriter]" = weakref.WeakSet()
