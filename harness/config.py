@@ -18,6 +18,7 @@ from harness.modes import ModeSpec, validate_mode_value
 
 CONFIG_FILENAME = "experiment_config.json"
 SCHEMA_VERSION = 1
+DEFAULT_PIDS = 4096  # processes + threads per run: plenty for DataLoader workers, not for a fork bomb
 
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)?\s*$", re.IGNORECASE)
 _MODE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
@@ -46,6 +47,20 @@ def parse_size(value: str | int) -> int:
     if size <= 0:
         raise ValueError(f"must be > 0 (got {value!r})")
     return size
+
+
+def parse_pids(value: Any) -> int:
+    """A pids limit: a whole number >= 1 (a run needs at least its own process).
+
+    Raises:
+        ValueError: when the value is not such a number.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise ValueError(f"must be a whole number >= 1 (got {value!r})")
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"must be >= 1 (got {number})")
+    return number
 
 
 def parse_gpus(value: str | int | None) -> str:
@@ -82,6 +97,8 @@ class Resources(_Model):
     memory: str | None = Field("8g", description="Memory limit, Docker style: 512m, 8g (None: no limit).")
     gpus: str = Field("none", description="'none', 'all', 'count:N' or device ids '0,2'.")
     shm_size: str = Field("2g", description="Size of /dev/shm; DataLoader workers pass batches through it.")
+    pids: int | None = Field(DEFAULT_PIDS, description="Most processes and threads a run's container may have "
+                             "(None: no limit); stops a fork bomb from taking the host down.")
 
     @field_validator("cpus")
     @classmethod
@@ -89,6 +106,11 @@ class Resources(_Model):
         if v is not None and v <= 0:
             raise ValueError(f"must be > 0 (got {v:g})")
         return v
+
+    @field_validator("pids", mode="before")
+    @classmethod
+    def _pids(cls, v: Any) -> int | None:
+        return None if v is None else parse_pids(v)
 
     @field_validator("memory", "shm_size")
     @classmethod
