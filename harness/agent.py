@@ -14,6 +14,7 @@ status. Nothing host-side is imported here (no click, docker, pydantic, matplotl
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -30,10 +31,10 @@ from harness import env as envvars
 from harness.manifest import environment_manifest
 from harness.monitor.events import EventWriter
 from harness.monitor.sampler import ResourceSampler, SamplerThread
-from harness.results.build import build_results
+from harness.results.build import build_results, incomplete_reason
 from harness.results.events import read_events
 from harness.results.io import write_results
-from harness.results.schema import EVENTS_FILENAME
+from harness.results.schema import EVENTS_FILENAME, RESULTS_FILENAME
 from harness.results.status import Evidence, decide_status
 
 GRACE_SECONDS = 5.0  # from the forwarded signal (or timeout SIGTERM) to SIGKILL of the child's group
@@ -251,11 +252,28 @@ def run(argv: list[str]) -> int:
             "signal": sig_name, "error": error, "wall_time": wall, "started_at": started_at,
             "ended_at": started_at + wall, "command": args.command, **where, "experiment_name": experiment,
             "environment": manifest, "config": config}
-    events, dropped = read_events(events_path)
+    _write_record(results_dir, events_path, writer.drop_reason, info)
+    return exit_code
+
+
+def _write_record(results_dir: Path, events_path: Path, drop_reason: str | None, info: dict[str, Any]) -> None:
+    """results.json from the events and what the agent knows; a run with holes is failed, never hidden."""
+    try:
+        events, dropped = read_events(events_path)
+    except OSError as e:  # the script replaced or removed it (see harness.nofollow)
+        events, dropped, drop_reason = [], 0, drop_reason or f"events.jsonl unreadable: {e.strerror}"
     if dropped:
         info["dropped_lines"] = dropped
-    write_results(results_dir, build_results(events, info))
-    return exit_code
+    incomplete = drop_reason or incomplete_reason(events)
+    if incomplete:
+        # Holes in the measurements: the run must not be compared as if whole.
+        info["results_incomplete"] = incomplete
+        if info["status"] == "completed":
+            info["status"], info["error"] = "failed", f"results incomplete: {incomplete}"
+    try:
+        write_results(results_dir, build_results(events, info))
+    except OSError as e:  # a full disk, or the script made results.json a folder: the backend records it
+        print(f"harness.agent: cannot write {RESULTS_FILENAME}: {(e.strerror or str(e)).lower()}", file=sys.stderr)
 
 
 def _describe(status: str, rc: int, sig_name: str | None, timeout: float | None) -> str:
@@ -311,10 +329,11 @@ def main() -> None:
     try:
         code = run(sys.argv[1:])
     except OSError as e:
-        # the results folder cannot be written (read-only mount, wrong owner): one line, no traceback
+        # the results folder cannot be written (read-only mount, wrong owner, full disk): one line
         where = f" {e.filename}" if getattr(e, "filename", None) else ""
-        print(f"harness.agent: cannot write the run's results{where}: {e.strerror or e}; "
-              f"mount the results folder writable for this user", file=sys.stderr)
+        fix = "" if e.errno in (errno.ENOSPC, errno.EDQUOT) else "; mount the results folder writable for this user"
+        print(f"harness.agent: cannot write the run's results{where}: {(e.strerror or str(e)).lower()}{fix}",
+              file=sys.stderr)
         code = 2
     sys.exit(code)
 

@@ -130,6 +130,8 @@ def _parse_seeds(value: str | None) -> list[int] | None:
 @click.option("--ipc", type=click.Choice(["private", "host"]), default="private", show_default=True,
               help="IPC namespace; host shares the host's /dev/shm instead of --shm-size.")
 @click.option("--timeout", type=float, help="Seconds before a run is stopped and recorded as timeout.")
+@click.option("--pids", type=click.IntRange(min=1),
+              help="Most processes + threads per run's container. Default: the config's (4096).")
 @click.option("--dry-run", is_flag=True, help="Print the plan and exit.")
 @click.option("--resume", "resume", is_flag=False, flag_value="latest", default=None, metavar="[PLAN]",
               help="Continue a plan after a crash or Ctrl-C (default: the latest plan).")
@@ -148,7 +150,7 @@ def _parse_seeds(value: str | None) -> list[int] | None:
                    "(recorded in the plan; repeatable).")
 def run(modes: tuple[str, ...], experiment_dir: Path | None, seeds: str | None, backend: str,
         gpus: str | None, cpus: float | None, memory: str | None, shm_size: str | None,
-        network: str | None, ipc: str, timeout: float | None, dry_run: bool, resume: str | None,
+        network: str | None, ipc: str, timeout: float | None, pids: int | None, dry_run: bool, resume: str | None,
         fail_fast: bool, parallel: bool, executor: str, address: str | None, rebuild: bool,
         until_confident: bool, max_seeds: int | None, budget: str | None, one_off: tuple[str, ...]) -> None:
     """Run modes of the experiment, each seed in its own container.
@@ -182,7 +184,7 @@ def run(modes: tuple[str, ...], experiment_dir: Path | None, seeds: str | None, 
     if not modes and resume is None:
         raise UsageError("name at least one mode (e.g. `harness run baseline`), 'all', or --resume")
     options = RunOptions(backend=backend, gpus=gpus, cpus=cpus, memory=memory, shm_size=shm_size,
-                         network=network, ipc=ipc, timeout=timeout, rebuild=rebuild)
+                         network=network, ipc=ipc, timeout=timeout, rebuild=rebuild, pids=pids)
     from harness.compare.cache import warm
     from harness.compare.sequential_runs import design_for, look_at_runs
     from harness.plan import SequentialRequest, execute, render_plan_result

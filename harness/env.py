@@ -21,6 +21,7 @@ CONFIG = "HARNESS_CONFIG"
 AUTO_INSTRUMENT = "HARNESS_AUTO_INSTRUMENT"
 # Given by the backends.
 DATA_DIR = "HARNESS_DATA_DIR"
+SCRATCH_DIR = "HARNESS_SCRATCH_DIR"  # an empty folder the script may write, gone after the run
 IMAGE = "HARNESS_IMAGE"
 # Read by the agent when its --image-id / --plan-id flags are absent (images built before the flags).
 IMAGE_ID = "HARNESS_IMAGE_ID"

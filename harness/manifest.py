@@ -13,20 +13,10 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.envfilter import env_manifest
+
 if TYPE_CHECKING:
     from harness.monitor.sampler import ResourceSampler
-
-# Environment variable names that look like credentials never reach results.json.
-SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSW|PASSPHRASE|KEY|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|CERT|"
-                         r"SIGNATURE|_PAT$|^PAT_|DSN|CONN(ECTION)?_STR)", re.IGNORECASE)
-# ...nor values that carry a password in a URL (postgres://user:pw@host).
-SECRET_VALUE = re.compile(r"://[^/\s:@]+:[^/\s@]+@")
-
-
-
-def filtered_env(env: dict[str, str]) -> dict[str, str]:
-    """The environment without anything that looks like a secret (by name or by value)."""
-    return {k: v for k, v in sorted(env.items()) if not SECRET_NAME.search(k) and not SECRET_VALUE.search(v)}
 
 
 def _package_version(*names: str) -> str | None:
@@ -141,5 +131,5 @@ def environment_manifest(sampler: ResourceSampler, *, seed: int | None, cwd: Pat
         "image_id": image_id,
         "git_commit": git_commit(cwd),
         "seed": seed,
-        "env": filtered_env(dict(os.environ)),
+        **env_manifest(dict(os.environ)),
     }

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from harness.config import parse_gpus, parse_size
+from harness.config import parse_gpus, parse_pids, parse_size
 from harness.errors import UsageError
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ class RunOptions:
     ipc: str = "private"
     timeout: float | None = None
     rebuild: bool = False
+    pids: int | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ class RunSettings:
     ipc: str
     timeout: float | None
     sampling_interval: float
+    pids: int | None = None  # most processes + threads in the container (None: no limit)
 
 
 def _flag(flag: str, value: Any, parse: Any) -> Any:
@@ -160,7 +162,8 @@ def resolve_settings(config: "ExperimentConfig", options: RunOptions) -> RunSett
         raise UsageError(f"--cpus: must be > 0 (got {options.cpus:g})")
     if options.timeout is not None and options.timeout <= 0:
         raise UsageError(f"--timeout: must be > 0 seconds (got {options.timeout:g})")
+    pids = _flag("--pids", options.pids, parse_pids) if options.pids is not None else res.pids
     return RunSettings(gpus=gpus, cpus=options.cpus if options.cpus is not None else res.cpus, memory=memory,
                        shm=shm, network=options.network or config.network, ipc=options.ipc,
                        timeout=options.timeout if options.timeout is not None else config.timeout,
-                       sampling_interval=config.sampling_interval)
+                       sampling_interval=config.sampling_interval, pids=pids)

@@ -28,6 +28,7 @@ GROUPS = {
     "harness.safe_json": "core", "harness.names": "core", "harness.run_numbers": "core", "harness.overrides": "base",
     "harness.config": "base", "harness.experiment": "base", "harness.settings": "base",
     "harness.package_data": "base", "harness.code": "base",
+    "harness.nofollow": "core", "harness.envfilter": "core", "harness.diskspace": "core",
     "harness.results": "results", "harness.monitor": "monitor", "harness.optimizer": "optimizer",
     "harness.agent": "agent", "harness.manifest": "agent", "harness.autoinstrument": "agent",
     "harness.modes": "base",

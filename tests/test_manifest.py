@@ -5,13 +5,17 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from harness.manifest import filtered_env, git_commit
+from harness.envfilter import env_manifest
+from harness.manifest import git_commit
 
 
-def test_filtered_env_drops_secret_names_and_url_passwords() -> None:
+def test_env_manifest_keeps_allowed_values_and_only_names_of_the_rest() -> None:
     env = {"PATH": "/bin", "GITHUB_TOKEN": "t", "KAGGLE_KEY": "k", "MY_API_KEY": "k", "WANDB_API_KEY": "k",
-           "HTTPS_PROXY": "http://user:pass@proxy:3128", "HTTP_PROXY": "http://proxy:3128", "SSH_AUTH_SOCK": "/s"}
-    assert filtered_env(env) == {"HTTP_PROXY": "http://proxy:3128", "PATH": "/bin"}
+           "HTTPS_PROXY": "http://user:pass@proxy:3128", "HTTP_PROXY": "http://proxy:3128", "SSH_AUTH_SOCK": "/s",
+           "OMP_NUM_THREADS": "2", "PYTHONPATH": "https://u:p@x/", "TORCH_HOME": "/t"}
+    assert env_manifest(env) == {"env": {"OMP_NUM_THREADS": "2", "TORCH_HOME": "/t"},
+                                 "env_names": ["GITHUB_TOKEN", "HTTPS_PROXY", "HTTP_PROXY", "KAGGLE_KEY", "MY_API_KEY",
+                                               "PATH", "PYTHONPATH", "SSH_AUTH_SOCK", "WANDB_API_KEY"]}
 
 
 def test_git_commit_is_read_without_git(tmp_path: Path) -> None:

@@ -22,31 +22,37 @@ from harness.images import ensure_experiment_image
 from harness.agent import agent_command
 from harness.autoinstrument import enabled as autoinstrument_enabled
 from harness.modes import program_argv
-from harness.results.schema import STDOUT_FILENAME
+from harness.backends.runlog import RunLog
 
 WORKDIR = "/workspace"
 RESULTS_MOUNT = "/results"
 HOME = "/tmp/home"
+SCRATCH = "/tmp/scratch"  # HARNESS_SCRATCH_DIR: writable, in the container's own layer, gone with it
 STOP_TIMEOUT = 10  # seconds between SIGTERM and SIGKILL on Ctrl-C
 
 
 # --------------------------------------------------------------------------- container settings
 def _mounts_and_env(request: RunRequest, image: str, image_id: str | None, run_dir: Path,
-                    results_in: str) -> tuple[dict[str, Any], dict[str, str]]:
-    """Bind mounts (this run's folder rw, the data ro) and the container's environment."""
+                    results_in: str) -> tuple[list[Any], dict[str, str]]:
+    """Bind mounts (this run's folder rw, the data ro) and the container's environment.
+
+    ``Mount`` objects, not ``host:container:mode`` strings: a ``:`` in a path stays a path.
+    """
+    from docker.types import Mount
+
     exp = request.experiment
-    volumes = {str(run_dir): {"bind": results_in, "mode": "rw"}}
+    mounts = [Mount(target=results_in, source=str(run_dir), type="bind", read_only=False)]
     # The plan and the image travel in the environment (not yet as --plan-id / --image-id) while
     # framework images built from older harness code, whose agent refuses those flags, are about.
-    env = {"HOME": HOME, envvars.IMAGE: image, "PYTHONUNBUFFERED": "1"}
+    env = {"HOME": HOME, envvars.IMAGE: image, "PYTHONUNBUFFERED": "1", envvars.SCRATCH_DIR: SCRATCH}
     for name, value in ((envvars.IMAGE_ID, image_id), (envvars.PLAN_ID, request.plan_id)):
         if value:
             env[name] = value
     if exp.data_dir.is_dir():
         data_in = f"{WORKDIR}/{exp.config.data_dir}"
-        volumes[str(exp.data_dir)] = {"bind": data_in, "mode": "ro"}
+        mounts.append(Mount(target=data_in, source=str(exp.data_dir), type="bind", read_only=True))
         env[envvars.DATA_DIR] = data_in
-    return volumes, env
+    return mounts, env
 
 
 def _labels(request: RunRequest, run_dir: Path) -> dict[str, str]:
@@ -71,13 +77,15 @@ def container_settings(request: RunRequest, image: str, run_dir: Path, image_id:
                           interval=run.sampling_interval, backend="docker", config=f"{WORKDIR}/{CONFIG_FILENAME}",
                           seed=request.seed, timeout=run.timeout,
                           instrument=spec.instrument and autoinstrument_enabled())
-    volumes, env = _mounts_and_env(request, image, image_id, run_dir, results_in)
+    mounts, env = _mounts_and_env(request, image, image_id, run_dir, results_in)
     env = {**spec.env, **env}  # the mode's variables; never over harness's own
+    # HOME and the scratch folder must be writable for the invoking uid, which has no passwd
+    # entry in the image (and /workspace belongs to root).
+    prelude = f'mkdir -p "$HOME" "${envvars.SCRATCH_DIR}" && exec "$@"'
     settings: dict[str, Any] = dict(
-        # HOME must be writable for the invoking uid, which has no passwd entry in the image.
-        image=image, command=["sh", "-c", 'mkdir -p "$HOME" && exec "$@"', "harness-run", *agent],
+        image=image, command=["sh", "-c", prelude, "harness-run", *agent],
         name=f"harness-{exp.name}-{request.mode}-{request.run_id}",
-        user=f"{os.getuid()}:{os.getgid()}", environment=env, working_dir=WORKDIR, volumes=volumes,
+        user=f"{os.getuid()}:{os.getgid()}", environment=env, working_dir=WORKDIR, mounts=mounts,
         labels=_labels(request, run_dir), network_mode=run.network, init=True,
         # The host's name, not the container id: results say which machine ran them, and
         # runs on one machine must not look like runs on different hardware.
@@ -88,6 +96,8 @@ def container_settings(request: RunRequest, image: str, run_dir: Path, image_id:
         settings["ipc_mode"] = "host"
     else:
         settings["shm_size"] = run.shm
+    if run.pids is not None:
+        settings["pids_limit"] = run.pids  # a fork bomb stops at the limit, not at the host's
     if run.cpus is not None:
         settings["nano_cpus"] = int(run.cpus * 1e9)
     if request.cpuset:
@@ -111,21 +121,15 @@ def _discard_run_dir(run_dir: Path) -> None:
         pass
 
 
-def _stream_logs(container: Any, log_path: Path, echo: Callable[[str], None] | None) -> None:
-    """Copy the container's output to stdout.log (as it comes) and to ``echo`` (line by line)."""
-    pending = b""
-    with open(log_path, "ab") as log:
+def _stream_logs(container: Any, log: RunLog) -> None:
+    """Copy the container's output to stdout.log (as it comes) and to the terminal (line by line)."""
+    from docker.errors import NotFound
+
+    try:
         for chunk in container.logs(stream=True, follow=True, stdout=True, stderr=True):
             log.write(chunk)
-            log.flush()
-            if echo is None:
-                continue
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                echo(line.decode("utf-8", "replace"))
-        if echo is not None and pending:
-            echo(pending.decode("utf-8", "replace"))
+    except NotFound:
+        pass  # removed from outside (docker rm -f): the wait says how it ended
 
 
 def _stop(container: Any, echo: Callable[[str], None] | None) -> None:
@@ -173,7 +177,7 @@ def run_in_docker(request: RunRequest) -> RunOutcome:
     """
     from docker.errors import APIError, ImageNotFound
 
-    from harness.backends.settle import finish_run, prepare_run_dir
+    from harness.backends.settle import finish_run, open_run_log, prepare_run_dir
 
     exp = request.experiment
     exp.mode_spec(request.mode)  # unknown mode -> UsageError before anything is built
@@ -183,6 +187,7 @@ def run_in_docker(request: RunRequest) -> RunOutcome:
     run_dir = prepare_run_dir(request)
     image_id = client.images.get(image).id
     settings = container_settings(request, image, run_dir, image_id)
+    log = open_run_log(request, run_dir)  # before the container starts: see harness.nofollow
     container = None
     interrupted = False
     started = time.time()
@@ -193,12 +198,13 @@ def run_in_docker(request: RunRequest) -> RunOutcome:
             container = client.containers.create(**settings)
             container.start()
         except (APIError, ImageNotFound) as e:
+            log.close()
             _discard_run_dir(run_dir)  # nothing ran: leave no half-made run behind
             raise engine_error(e, "cannot start the container",
                                gpus_requested=bool(settings["device_requests"])) from e
         if echo:
             echo(f"[{request.mode} seed={request.seed}] container {container.short_id} ({image}), run {request.run_id}")
-        exit_code, interrupted, state = _supervise(container, request, run_dir / STDOUT_FILENAME)
+        exit_code, interrupted, state = _supervise(container, request, log)
     except KeyboardInterrupt:
         interrupted = True
         if container is not None:
@@ -206,20 +212,24 @@ def run_in_docker(request: RunRequest) -> RunOutcome:
     except APIError as e:
         raise engine_error(e, "the engine failed while supervising the run") from e
     finally:
+        log.close()
         if container is not None:
             _remove(container)
     return finish_run(request, run_dir, backend="docker", exit_code=exit_code, interrupted=interrupted,
                       wall_time=time.time() - started, image=image, image_id=image_id,
-                      engine_oom=bool(state.get("OOMKilled")))
+                      engine_oom=bool(state.get("OOMKilled")), log_error=log.error)
 
 
-def _supervise(container: Any, request: RunRequest, log_path: Path) -> tuple[int | None, bool, dict[str, Any]]:
-    """Stream the logs and wait for the end (Ctrl-C stops the container); (exit code, interrupted, state)."""
-    from docker.errors import APIError
+def _supervise(container: Any, request: RunRequest, log: RunLog) -> tuple[int | None, bool, dict[str, Any]]:
+    """Stream the logs and wait for the end (Ctrl-C stops the container); (exit code, interrupted, state).
+
+    A container removed from outside (``docker rm -f``) ends with no exit code: a failed run.
+    """
+    from docker.errors import APIError, NotFound
 
     interrupted = False
     try:
-        _stream_logs(container, log_path, request.echo)
+        _stream_logs(container, log)
     except KeyboardInterrupt:
         interrupted = True
         _stop(container, request.echo)
@@ -229,6 +239,8 @@ def _supervise(container: Any, request: RunRequest, log_path: Path) -> tuple[int
         interrupted = True
         _stop(container, request.echo)
         result = _wait(container, request)
+    except NotFound:
+        return None, interrupted, {}
     try:
         container.reload()
         state = container.attrs.get("State", {})

@@ -8,19 +8,16 @@ restricted through CUDA_VISIBLE_DEVICES, which is right for a process on the hos
 from __future__ import annotations
 
 import os
-import signal
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from typing import Callable
 
 from harness import env as envvars
 from harness.backends.request import RunOutcome, RunRequest
 from harness.config import CONFIG_FILENAME
 from harness.errors import ContainerRunError
-from harness.results.schema import STDOUT_FILENAME
-
-STOP_TIMEOUT = 10  # seconds between the agent's SIGTERM and SIGKILL of its process group
 
 
 def agent_command(request: RunRequest, results_dir: str, backend: str = "local") -> list[str]:
@@ -38,21 +35,6 @@ def agent_command(request: RunRequest, results_dir: str, backend: str = "local")
                    seed=request.seed, timeout=run.timeout, plan_id=request.plan_id, instrument=spec.instrument)
 
 
-def _stop(proc: subprocess.Popen, echo: Callable[[str], None] | None) -> None:
-    """SIGTERM to the agent (it stops the script and records), SIGKILL to the group at the deadline."""
-    if echo:
-        echo(f"Stopping the run (up to {STOP_TIMEOUT} s; Ctrl-C again to kill it now)...")
-    try:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=STOP_TIMEOUT)
-    except (subprocess.TimeoutExpired, KeyboardInterrupt):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-
-
 def run_local(request: RunRequest) -> RunOutcome:
     """Run one (mode, seed) as a subprocess of this one and return its outcome.
 
@@ -60,7 +42,8 @@ def run_local(request: RunRequest) -> RunOutcome:
         UsageError: for an unknown mode or a bad GPU request.
         ContainerRunError: when the agent cannot be started.
     """
-    from harness.backends.settle import finish_run, prepare_run_dir
+    from harness.backends.localproc import supervise
+    from harness.backends.settle import finish_run, open_run_log, prepare_run_dir
 
     exp = request.experiment
     spec = exp.mode_spec(request.mode)
@@ -74,41 +57,24 @@ def run_local(request: RunRequest) -> RunOutcome:
         env[envvars.DATA_DIR] = str(exp.data_dir)
     echo = request.echo
     started = time.time()
-    interrupted = False
+    log = open_run_log(request, run_dir)  # before the run starts: see harness.nofollow
+    scratch = tempfile.mkdtemp(prefix=f"harness-scratch-{request.run_id}-")
+    env[envvars.SCRATCH_DIR] = scratch
     try:
-        # Own session: a terminal's Ctrl-C reaches us only, and we decide how the run ends.
-        proc = subprocess.Popen(cmd, cwd=exp.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    except OSError as e:
-        raise ContainerRunError(f"cannot start the agent: {e}") from e
-    if echo:
-        echo(f"[{request.mode} seed={request.seed}] local process {proc.pid}, run {request.run_id}")
-    assert proc.stdout is not None
-    try:
-        with open(run_dir / STDOUT_FILENAME, "ab") as log:
-            try:
-                for line in iter(proc.stdout.readline, b""):
-                    log.write(line)
-                    log.flush()
-                    if echo:
-                        echo(line.decode("utf-8", "replace").rstrip("\n"))
-                proc.wait()
-            except KeyboardInterrupt:
-                interrupted = True
-                _stop(proc, echo)
-                rest = proc.stdout.read()
-                if rest:
-                    log.write(rest)
+        try:
+            # Own session: a terminal's Ctrl-C reaches us only, and we decide how the run ends.
+            proc = subprocess.Popen(cmd, cwd=exp.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        except OSError as e:
+            raise ContainerRunError(f"cannot start the agent: {e}") from e
+        if echo:
+            echo(f"[{request.mode} seed={request.seed}] local process {proc.pid}, run {request.run_id}")
+        interrupted = supervise(proc, log.write, echo)
     finally:
-        if proc.poll() is None:  # an exception of ours: leave nothing running
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            proc.wait()
-        proc.stdout.close()
+        log.close()
+        shutil.rmtree(scratch, ignore_errors=True)
     exit_code = proc.returncode
     if exit_code is not None and exit_code < 0:
         exit_code = 128 - exit_code  # same convention as a container's exit status
     return finish_run(request, run_dir, backend="local", exit_code=exit_code, interrupted=interrupted,
-                      wall_time=time.time() - started)
+                      wall_time=time.time() - started, log_error=log.error)

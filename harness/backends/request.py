@@ -25,6 +25,7 @@ class RunRequest:
     cpuset: str | None = None  # disjoint cpusets for parallel CPU runs
     gpu_ids: list[str] | None = None  # device ids assigned by a scheduler (plan, Ray)
     echo: Callable[[str], None] | None = print  # live log lines; None: quiet
+    reserve: Path | None = None  # the plan's reserve file, given up to record a run on a full disk
 
     def settings(self) -> RunSettings:
         """The run's settings, flags over config (see ``harness.settings.resolve_settings``).
@@ -47,6 +48,7 @@ class RunOutcome:
     wall_time: float
     message: str = ""  # e.g. "killed (SIGKILL)"
     hint: str | None = None
+    results_incomplete: str | None = None  # why results.json is missing or has holes (a full disk)
 
     @property
     def ok(self) -> bool:

@@ -8,6 +8,7 @@ nothing). The status rules are ``harness.results.status``; the write is ``update
 
 from __future__ import annotations
 
+import errno
 import signal
 import time
 from pathlib import Path
@@ -15,8 +16,12 @@ from typing import Any
 
 from harness import __version__
 from harness.backends.request import RunOutcome, RunRequest
+from harness.backends.runlog import RunLog
+from harness.diskspace import NO_SPACE_REASON, Reserve, is_no_space, with_room
+from harness.errors import ContainerRunError
+from harness.nofollow import read_bytes
 from harness.results.io import load_or_rebuild, update_run
-from harness.results.schema import SCHEMA_VERSION, STDOUT_FILENAME
+from harness.results.schema import RESULTS_FILENAME, SCHEMA_VERSION, STDOUT_FILENAME
 from harness.results.status import Evidence, decide_status
 
 SHM_HINT = ("the run ran out of shared memory (DataLoader workers pass batches through /dev/shm): "
@@ -29,11 +34,34 @@ def run_dir_for(request: RunRequest) -> Path:
     return request.experiment.results_dir / request.mode / request.run_id
 
 
+def _reserve(request: RunRequest) -> Reserve | None:
+    return Reserve(request.reserve) if request.reserve is not None else None
+
+
 def prepare_run_dir(request: RunRequest) -> Path:
-    """Create ``results/<mode>/<run_id>/`` on the host, as the invoking user, before the run starts."""
+    """Create ``results/<mode>/<run_id>/`` on the host, as the invoking user, before the run starts.
+
+    Raises:
+        ContainerRunError: when the folder cannot be made (a full disk: the plan stops there).
+    """
     run_dir = run_dir_for(request)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with_room(lambda: run_dir.mkdir(parents=True, exist_ok=True), _reserve(request))
+    except OSError as e:
+        raise ContainerRunError(f"cannot create the run folder {run_dir}: {(e.strerror or str(e)).lower()}") from e
     return run_dir
+
+
+def open_run_log(request: RunRequest, run_dir: Path) -> RunLog:
+    """The run's stdout.log, created before the run starts (so no link planted later redirects it).
+
+    Raises:
+        ContainerRunError: when it cannot be created.
+    """
+    try:
+        return with_room(lambda: RunLog(run_dir / STDOUT_FILENAME, request.echo), _reserve(request))
+    except OSError as e:
+        raise ContainerRunError(f"cannot create {run_dir / STDOUT_FILENAME}: {(e.strerror or str(e)).lower()}") from e
 
 
 def _load_or_rebuild(run_dir: Path) -> dict[str, Any] | None:
@@ -87,10 +115,7 @@ def _minimal_results(request: RunRequest, backend: str, started: float, image: s
 def shm_problem(log_path: Path) -> bool:
     """Whether a failed run's log shows the symptoms of a too small /dev/shm."""
     try:
-        with open(log_path, "rb") as f:
-            f.seek(0, 2)
-            f.seek(max(0, f.tell() - 65536))
-            tail = f.read().decode("utf-8", "replace").lower()
+        tail = read_bytes(log_path, tail=65536).decode("utf-8", "replace").lower()
     except OSError:
         return False
     return any(m in tail for m in _SHM_MARKERS)
@@ -108,10 +133,37 @@ def _message(status: str, exit_code: int | None) -> str:
     return _signal_message(exit_code)
 
 
+def _write(request: RunRequest, run_dir: Path, data: dict[str, Any], fields: dict[str, Any]) -> str | None:
+    """Write the run's results.json; returns why it could not be written whole (or None).
+
+    On a full disk the run is recorded as incomplete in the room the plan's reserve leaves.
+    """
+    try:
+        update_run(run_dir, base=data, **fields)
+        return None
+    except OSError as e:
+        if not is_no_space(e):  # e.g. the script made results.json a folder: leave it, say so
+            return f"{RESULTS_FILENAME} is not a file" if e.errno in (errno.EISDIR, errno.ENOTEMPTY, errno.EEXIST) \
+                else f"{RESULTS_FILENAME}: {(e.strerror or str(e)).lower()}"
+    fields.update(status="failed", results_incomplete=NO_SPACE_REASON, error=f"results incomplete: {NO_SPACE_REASON}")
+    reserve = _reserve(request)
+    if reserve is not None:
+        reserve.release()
+    try:
+        update_run(run_dir, base=data, **fields)
+    except OSError:
+        pass  # state.json still records the run
+    return NO_SPACE_REASON
+
+
 def finish_run(request: RunRequest, run_dir: Path, *, backend: str, exit_code: int | None, interrupted: bool,
                wall_time: float, image: str | None = None, image_id: str | None = None,
-               engine_oom: bool = False) -> RunOutcome:
-    """Settle the run's status, complete its results.json, and return the outcome."""
+               engine_oom: bool = False, log_error: str | None = None) -> RunOutcome:
+    """Settle the run's status, complete its results.json, and return the outcome.
+
+    ``interrupted`` means the user stopped harness; a run stopped from outside (``docker kill``,
+    ``kill -9`` of a local agent) is a failed run. ``log_error`` says why some output could not be logged.
+    """
     data = _load_or_rebuild(run_dir)
     recorded = data["run"].get("status") if data else None
     if data is None:
@@ -119,6 +171,11 @@ def finish_run(request: RunRequest, run_dir: Path, *, backend: str, exit_code: i
     status = decide_status(Evidence(exit_code=exit_code, user_stopped=interrupted, engine_oom=engine_oom,
                                     oom_counter_rose=_oom_in_events(data, request.mode),
                                     recorded=recorded or "failed"))
+    if status == "interrupted" and not interrupted:
+        status = "failed"  # stopped from outside: a failed run, and the plan goes on
+    incomplete = data.get("run", {}).get("results_incomplete") or log_error
+    if incomplete and status == "completed":
+        status = "failed"
     message = _message(status, exit_code)
     hint = None
     if status == "failed" and shm_problem(run_dir / STDOUT_FILENAME):
@@ -133,7 +190,14 @@ def finish_run(request: RunRequest, run_dir: Path, *, backend: str, exit_code: i
         fields["gpus"] = [str(g) for g in request.gpu_ids]
     if status != "completed" and not run.get("error"):
         fields["error"] = message
-    update_run(run_dir, base=data, **fields)
+    fields["pids_limit"] = request.settings().pids if backend == "docker" else None
+    if incomplete:
+        fields["results_incomplete"] = incomplete
+        fields["error"] = f"results incomplete: {incomplete}"
+    incomplete = _write(request, run_dir, data, fields) or incomplete
+    if incomplete:
+        status, message = "failed", f"results incomplete: {incomplete}"
     assert request.run_id is not None
     return RunOutcome(run_id=request.run_id, run_dir=run_dir, status=status, exit_code=exit_code,
-                      backend=backend, wall_time=wall_time, message=message, hint=hint)
+                      backend=backend, wall_time=wall_time, message=message, hint=hint,
+                      results_incomplete=incomplete)

@@ -51,6 +51,7 @@ class Executor:
         """Mark ``run`` as running under a new run id (saved), and show it."""
         run.run_id = run_id
         run.status, run.started, run.ended, run.message = "running", time.time(), None, ""
+        run.results_incomplete = None
         run.attempts += 1
         if slot is not None:
             run.cpuset, run.gpus = slot.cpuset, list(slot.gpu_ids or [])

@@ -12,6 +12,7 @@ from harness.plan.executor import Executor, RunCompleted
 from harness.plan.model import PLAN_STATUSES, Plan, PlannedRun
 from harness.plan.progress import Progress
 from harness.plan.slots import BANDWIDTH_NOTE, Slot
+from harness.plan.state import reserve_of
 from harness.results.io import load_results_file, update_run
 from harness.results.schema import RESULTS_FILENAME
 
@@ -67,9 +68,11 @@ class LocalExecutor(Executor):
         """Run one (mode, seed); a failed run is recorded, an interrupt or plan-level error re-raised."""
         self.begin(run, new_run_id(run.seed), slot)
         run_dir = self.run_dir(run)
+        reserve = reserve_of(self.experiment, self.plan.plan_id)
+        reserve.ensure()  # given up by an earlier run on a full disk: take it back where there is room
         request = RunRequest(experiment=self.experiment, mode=run.mode, seed=run.seed,
                              options=self.plan.run_options(), run_id=run.run_id, plan_id=self.plan.plan_id,
-                             cpuset=slot.cpuset, gpu_ids=slot.gpu_ids, echo=self.progress.log)
+                             cpuset=slot.cpuset, gpu_ids=slot.gpu_ids, echo=self.progress.log, reserve=reserve.path)
         try:
             outcome = run_mode(request)
         except KeyboardInterrupt:
@@ -107,6 +110,7 @@ class LocalExecutor(Executor):
             status = "interrupted"
         run.run_id = outcome.run_id
         run.wall_time, run.backend = outcome.wall_time, outcome.backend
+        run.results_incomplete = outcome.results_incomplete
         message = outcome.message or ("" if status == "completed" else f"exit code {outcome.exit_code}")
         if len(self.slots) > 1:
             _mark_parallel(outcome.run_dir, len(self.slots), run)

@@ -41,6 +41,7 @@ class PlannedRun:
     cpuset: str | None = None
     # Folders of earlier attempts that were cut short; kept on disk, left out by compare.
     previous_run_ids: list[str] = field(default_factory=list)
+    results_incomplete: str | None = None  # why the run's results are missing or have holes (full disk)
 
     @property
     def label(self) -> str:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from harness.nofollow import open_file
 from harness.results.schema import EVENTS_FILENAME
 
 if TYPE_CHECKING:
@@ -142,9 +144,10 @@ class EventTail:
         if self.remote:
             return "on the cluster"
         try:
-            with self.path.open("rb") as f:
+            # The run folder is the run's to write: never follow a link or wait on a FIFO there.
+            with os.fdopen(open_file(self.path), "rb") as f:
                 f.seek(self.offset)
-                chunk = f.read()
+                chunk = f.read(1 << 20)
         except OSError:
             return "starting"
         self.offset += len(chunk)

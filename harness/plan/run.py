@@ -8,8 +8,9 @@ A plan is a list of (mode, seed) runs kept in ``results/plans/<plan_id>/state.js
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict
-from typing import Callable
+from typing import Callable, Iterator
 
 from harness.errors import UsageError
 from harness.experiment import Experiment
@@ -21,7 +22,7 @@ from harness.plan.progress import Progress
 from harness.plan.resume import reconcile
 from harness.plan.sequential import Decide, SequentialRequest, drive, new_state, next_seeds
 from harness.plan.slots import Slot, plan_slots
-from harness.plan.state import ERRORS_FILENAME, PlanLock, load_plan, plan_dir, save_plan
+from harness.plan.state import ERRORS_FILENAME, PlanLock, load_plan, plan_dir, reserve_of, save_plan
 from harness.settings import RunOptions, RunSettings, resolve_settings
 
 Echo = Callable[[str], None]
@@ -124,6 +125,17 @@ def resume_plan(experiment: Experiment, plan_id: str = "latest", *, fail_fast: b
                    on_run_completed=on_run_completed, decide=decide)
 
 
+@contextlib.contextmanager
+def _reserved(experiment: Experiment, plan_id: str) -> Iterator[None]:
+    """Keep the plan's reserve file while it runs (see harness.diskspace); none is left behind."""
+    reserve = reserve_of(experiment, plan_id)
+    reserve.ensure()
+    try:
+        yield
+    finally:
+        reserve.release()
+
+
 def run_plan(experiment: Experiment, plan: Plan, *, echo: Echo | None = print, resuming: bool = False,
              on_run_completed: RunCompleted | None = None, decide: Decide | None = None) -> PlanResult:
     """Run a plan's unfinished runs under its lock.
@@ -132,7 +144,7 @@ def run_plan(experiment: Experiment, plan: Plan, *, echo: Echo | None = print, r
         PlanError: when another process holds the plan.
         HarnessError, KeyboardInterrupt: as :func:`execute`.
     """
-    with PlanLock(plan_dir(experiment, plan.plan_id)):
+    with PlanLock(plan_dir(experiment, plan.plan_id)), _reserved(experiment, plan.plan_id):
         if resuming:
             # Reload under the lock: another process may have moved the plan on meanwhile.
             fresh = load_plan(experiment, plan.plan_id)

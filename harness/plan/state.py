@@ -12,7 +12,9 @@ import os
 import time
 from pathlib import Path
 
+from harness.diskspace import RESERVE_FILENAME, Reserve, with_room
 from harness.errors import PlanError
+from harness.nofollow import read_bytes
 from harness.experiment import Experiment
 from harness.plan.model import Plan, PlannedRun
 from harness.results.io import write_json_atomic
@@ -31,10 +33,23 @@ def plan_dir(experiment: Experiment, plan_id: str) -> Path:
     return plans_dir(experiment) / plan_id
 
 
+def reserve_of(experiment: Experiment, plan_id: str) -> Reserve:
+    """The plan's reserve file: room to save state.json and record a run when the disk is full."""
+    return Reserve(plan_dir(experiment, plan_id) / RESERVE_FILENAME)
+
+
 def save_plan(experiment: Experiment, plan: Plan) -> Path:
-    """Rewrite state.json atomically: a reader (or a resume after SIGKILL) sees old or new, never half."""
+    """Rewrite state.json atomically: a reader (or a resume after SIGKILL) sees old or new, never half.
+
+    Raises:
+        PlanError: when it cannot be written even after giving up the plan's reserve.
+    """
     path = plan_dir(experiment, plan.plan_id) / STATE_FILENAME
-    write_json_atomic(path, plan.to_dict())
+    data = plan.to_dict()
+    try:
+        with_room(lambda: write_json_atomic(path, data), reserve_of(experiment, plan.plan_id))
+    except OSError as e:
+        raise PlanError(f"cannot save {path}: {(e.strerror or str(e)).lower()}") from e
     return path
 
 
@@ -115,16 +130,22 @@ def append_error(experiment: Experiment, plan: Plan, run: PlannedRun, run_dir: P
         lines.append(f"  folder: {run_dir}")
         tail = _tail(run_dir / STDOUT_FILENAME, 10)
         lines.extend(f"  | {line}" for line in tail)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+
+    def write() -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a", encoding="utf-8") as f:
+            f.write(text)
+
+    try:
+        with_room(write, reserve_of(experiment, plan.plan_id))
+    except OSError:
+        pass  # errors.log is a convenience; state.json and results.json hold the record
 
 
 def _tail(path: Path, n: int) -> list[str]:
+    """The last lines of a run's log; nothing when the name is not a regular file (never via a link)."""
     try:
-        with path.open("rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 8192))
-            return f.read().decode(errors="replace").splitlines()[-n:]
+        return read_bytes(path, tail=8192).decode(errors="replace").splitlines()[-n:]
     except OSError:
         return []

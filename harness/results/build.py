@@ -267,6 +267,14 @@ def oom_increase(events: Iterable[dict[str, Any]]) -> bool:
     return len(counts) >= 2 and counts[-1] > counts[0]
 
 
+def incomplete_reason(events: Iterable[dict[str, Any]]) -> str | None:
+    """Why some events were never written (a writer's ``dropped`` record), or None."""
+    for e in events:
+        if e.get("type") == "dropped":
+            return str(e.get("reason") or "events were dropped")
+    return None
+
+
 def build_results(events: list[dict[str, Any]], run_info: dict[str, Any]) -> dict[str, Any]:
     """The whole results.json document.
 
@@ -301,6 +309,9 @@ def build_results(events: list[dict[str, Any]], run_info: dict[str, Any]) -> dic
     notes = list(dict.fromkeys(str(e.get("text")) for e in events if e.get("type") == "note"))
     if notes:  # said once each (automatic step timing: "no optimizer steps seen: ...")
         run["notes"] = notes
+    reason = incomplete_reason(events)
+    if reason and not run_info.get("results_incomplete"):
+        run["results_incomplete"] = reason  # the measurements have holes: compare must not use the run
     for key, value in run_info.items():  # extensions (rebuilt_from_events, dropped_lines, ...)
         if key not in run and key not in ("environment", "config", "experiment_name"):
             run[key] = value

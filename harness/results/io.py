@@ -101,10 +101,14 @@ def load_results_file(path: Path) -> dict[str, Any]:
     Raises:
         ResultsError: when the file is missing, cut short, not JSON, or not a harness results file.
     """
+    from harness.nofollow import NotARegularFile, read_text
+
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text(path)  # the run folder is the run's to write: a link is never followed
     except FileNotFoundError as e:
         raise ResultsError(path, "not found") from e
+    except NotARegularFile as e:
+        raise ResultsError(path, f"is not a file ({e.strerror})") from e
     except (OSError, UnicodeDecodeError) as e:
         raise ResultsError(path, f"cannot be read ({e.__class__.__name__})") from e
     if not text.strip():
