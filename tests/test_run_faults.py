@@ -51,7 +51,7 @@ def _check_plan_went_on(proc: subprocess.Popen[str], exp: Path, killed_index: in
 def test_docker_kill_of_one_run_fails_that_run_and_the_plan_goes_on(tmp_path: Path, pytorch_image: str) -> None:
     from conftest import _remove_experiment_images
 
-    from harness.backends.docker import list_containers
+    from harness.engine import list_containers
 
     exp = write_experiment(tmp_path / "exp", {"baseline": SLOW}, name="outsidekill", seeds=[0, 1, 2])
     proc = start_harness(["run", "baseline", "--backend", "docker", "-e", str(exp)])
@@ -189,7 +189,8 @@ def test_a_script_that_makes_results_json_a_folder_fails_its_run_cleanly(tmp_pat
 
 
 def test_event_writer_drops_records_on_a_full_disk_and_says_so_when_it_can_write_again(tmp_path: Path) -> None:
-    from harness.monitor.events import EventWriter, read_events
+    from harness.monitor.events import EventWriter
+    from harness.results.events import read_events
 
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root (CI runs as root)")

@@ -27,7 +27,8 @@ def _watch_pids_limit(name: str, stop: threading.Event, seen: dict[str, int | No
     client = docker.from_env()
     try:
         while not stop.is_set():
-            for c in client.containers.list(all=True, filters={"label": f"harness.experiment={name}"}):
+            runs = client.containers.list(all=True, filters={"label": [f"harness.experiment={name}", "harness.run_id"]})
+            for c in runs:  # (the image build's own containers carry no run id)
                 try:
                     c.reload()
                 except docker.errors.NotFound:

@@ -27,6 +27,7 @@ VICTIMS = {victims!r}
 NAMES = {names!r}
 if run_dir and os.fork() == 0:
     os.setsid()
+    time.sleep(delay)  # 0: from before the agent starts; else once the run is under way
     i, t0 = 0, time.time()
     while time.time() - t0 < 90:  # bounded, so a harness that fails to stop it leaves no endless process
         i += 1
@@ -49,9 +50,11 @@ if run_dir and os.fork() == 0:
 # Docker: the image's entrypoint plants from before the agent starts until the container is gone.
 ENTRYPOINT = ("import sys\nargv = sys.argv[1:]\n"
               "run_dir = argv[argv.index('--results') + 1] if '--results' in argv else None\n"
+              "delay = 0.8 * (int(argv[argv.index('--seed') + 1]) % 2)\n"
               "{plant}\nos.execvp(argv[0], argv)\n")
 # Local: no entrypoint; the script plants, from a child in its own session that outlives it.
-LOCAL_PLANT = "import os\nrun_dir = os.environ['HARNESS_RESULTS_DIR']\n{plant}\n"
+LOCAL_PLANT = ("import os\nrun_dir = os.environ['HARNESS_RESULTS_DIR']\n"
+               "delay = 0.3 * (int(os.environ['HARNESS_SEED']) % 2)\n{plant}\n")
 
 DOCKERFILE = """ARG BASE_IMAGE=harness/pytorch:latest
 FROM ${BASE_IMAGE}
@@ -60,11 +63,12 @@ COPY . /workspace/
 ENTRYPOINT ["python3", "/workspace/planter.py"]
 """
 
-# Odd seeds fail, so their log tails go into errors.log (a read of the planted stdout.log).
+# Seeds 2, 3, 6, 7, ... fail, so their log tails go into errors.log (a read of the planted stdout.log);
+# odd seeds start planting once the run is under way, even ones before the agent starts.
 SCRIPT = ("import os, sys, time\n"
           "print('training', flush=True)\n"
-          "time.sleep(0.4)\n"
-          "sys.exit(int(os.environ['HARNESS_SEED']) % 2)\n")
+          "time.sleep(1.5)\n"
+          "sys.exit(int(os.environ['HARNESS_SEED']) % 4 // 2)\n")
 
 
 def _victims(root: Path) -> list[str]:

@@ -9,7 +9,9 @@ nothing). The status rules are ``harness.results.status``; the write is ``update
 from __future__ import annotations
 
 import errno
+import os
 import signal
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from harness.diskspace import NO_SPACE_REASON, Reserve, is_no_space, with_room
 from harness.errors import ContainerRunError
 from harness.nofollow import read_bytes
 from harness.results.io import load_or_rebuild, update_run
-from harness.results.schema import RESULTS_FILENAME, SCHEMA_VERSION, STDOUT_FILENAME
+from harness.results.schema import EVENTS_FILENAME, RESULTS_FILENAME, SCHEMA_VERSION, STDOUT_FILENAME
 from harness.results.status import Evidence, decide_status
 
 SHM_HINT = ("the run ran out of shared memory (DataLoader workers pass batches through /dev/shm): "
@@ -133,6 +135,15 @@ def _message(status: str, exit_code: int | None) -> str:
     return _signal_message(exit_code)
 
 
+def _unreadable(run_dir: Path) -> str:
+    """Why a run that exited 0 has no readable results (the script removed or replaced them)."""
+    try:
+        mode = os.lstat(run_dir / RESULTS_FILENAME).st_mode
+    except OSError:
+        return f"no readable {RESULTS_FILENAME} or {EVENTS_FILENAME}"
+    return f"{RESULTS_FILENAME} is not a file" if not stat.S_ISREG(mode) else f"{RESULTS_FILENAME} is unreadable"
+
+
 def _write(request: RunRequest, run_dir: Path, data: dict[str, Any], fields: dict[str, Any]) -> str | None:
     """Write the run's results.json; returns why it could not be written whole (or None).
 
@@ -166,14 +177,17 @@ def finish_run(request: RunRequest, run_dir: Path, *, backend: str, exit_code: i
     """
     data = _load_or_rebuild(run_dir)
     recorded = data["run"].get("status") if data else None
+    unreadable = None
     if data is None:
         data = _minimal_results(request, backend, time.time() - wall_time, image, image_id)
+        if exit_code == 0:  # the script ended well, yet nothing it measured can be read
+            unreadable = _unreadable(run_dir)
     status = decide_status(Evidence(exit_code=exit_code, user_stopped=interrupted, engine_oom=engine_oom,
                                     oom_counter_rose=_oom_in_events(data, request.mode),
                                     recorded=recorded or "failed"))
     if status == "interrupted" and not interrupted:
         status = "failed"  # stopped from outside: a failed run, and the plan goes on
-    incomplete = data.get("run", {}).get("results_incomplete") or log_error
+    incomplete = data.get("run", {}).get("results_incomplete") or log_error or unreadable
     if incomplete and status == "completed":
         status = "failed"
     message = _message(status, exit_code)
