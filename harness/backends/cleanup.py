@@ -81,7 +81,11 @@ def stop_plan(plan_id: str) -> None:
     """Ctrl-C during a parallel plan: stop every run of it in flight, letting each agent record what it has.
 
     Containers get ``docker stop`` (SIGTERM, then SIGKILL); local agents SIGTERM, then SIGKILL.
+    Their runs count as interrupted (harness stopped them), not as killed from outside.
     """
+    from harness.backends.settle import STOPPING
+
+    STOPPING.add(plan_id)
     infos = _plan_containers(plan_id, include_stopped=False)
     if infos:
         client = docker_client()

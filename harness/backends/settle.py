@@ -29,6 +29,9 @@ from harness.results.status import Evidence, decide_status
 SHM_HINT = ("the run ran out of shared memory (DataLoader workers pass batches through /dev/shm): "
             "raise --shm-size (e.g. 8g) or use --ipc host")
 _SHM_MARKERS = ("bus error", "shared memory", "/dev/shm", "shm_open")
+# Plans harness itself is stopping (Ctrl-C of a parallel plan, see cleanup.stop_plan): their runs
+# end "interrupted"; any other stop from outside (docker kill, kill -9) is a failed run.
+STOPPING: set[str] = set()
 
 
 def run_dir_for(request: RunRequest) -> Path:
@@ -182,6 +185,7 @@ def finish_run(request: RunRequest, run_dir: Path, *, backend: str, exit_code: i
         data = _minimal_results(request, backend, time.time() - wall_time, image, image_id)
         if exit_code == 0:  # the script ended well, yet nothing it measured can be read
             unreadable = _unreadable(run_dir)
+    interrupted = interrupted or (request.plan_id is not None and request.plan_id in STOPPING)
     status = decide_status(Evidence(exit_code=exit_code, user_stopped=interrupted, engine_oom=engine_oom,
                                     oom_counter_rose=_oom_in_events(data, request.mode),
                                     recorded=recorded or "failed"))
