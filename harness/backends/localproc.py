@@ -127,15 +127,14 @@ def supervise(proc: subprocess.Popen[bytes], sink: Callable[[bytes], None], echo
     interrupted = False
     try:
         try:
-            proc.wait()
+            # Wait without reaping: while the agent is a zombie its pid (our session id) cannot be reused.
+            os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
         except KeyboardInterrupt:
             interrupted = True
             stop_agent(proc, echo)
     finally:
-        if proc.poll() is None:  # an exception of ours: leave nothing running
-            kill_leftovers(proc.pid, None)
-            proc.wait()
-        kill_leftovers(proc.pid, pipe_inode)
+        kill_leftovers(proc.pid, pipe_inode)  # the script, its workers, a setsid grandchild on our pipe
+        proc.wait()
         pump.finish(DRAIN_SECONDS)
         if not pump.is_alive():  # else a writer we could not kill: the daemon thread keeps the fd
             proc.stdout.close()
