@@ -27,7 +27,9 @@ VICTIMS = {victims!r}
 NAMES = {names!r}
 if run_dir and os.fork() == 0:
     os.setsid()
-    time.sleep(delay)  # 0: from before the agent starts; else once the run is under way
+    t0 = time.time()
+    while later and not os.path.exists(os.path.join(run_dir, "events.jsonl")) and time.time() - t0 < 60:
+        time.sleep(0.01)  # plant once the agent has started and opened its events, or at once
     i, t0 = 0, time.time()
     while time.time() - t0 < 90:  # bounded, so a harness that fails to stop it leaves no endless process
         i += 1
@@ -50,11 +52,11 @@ if run_dir and os.fork() == 0:
 # Docker: the image's entrypoint plants from before the agent starts until the container is gone.
 ENTRYPOINT = ("import sys\nargv = sys.argv[1:]\n"
               "run_dir = argv[argv.index('--results') + 1] if '--results' in argv else None\n"
-              "delay = 0.8 * (int(argv[argv.index('--seed') + 1]) % 2)\n"
+              "later = int(argv[argv.index('--seed') + 1]) % 2\n"
               "{plant}\nos.execvp(argv[0], argv)\n")
 # Local: no entrypoint; the script plants, from a child in its own session that outlives it.
 LOCAL_PLANT = ("import os\nrun_dir = os.environ['HARNESS_RESULTS_DIR']\n"
-               "delay = 0.3 * (int(os.environ['HARNESS_SEED']) % 2)\n{plant}\n")
+               "later = int(os.environ['HARNESS_SEED']) % 2\n{plant}\n")
 
 DOCKERFILE = """ARG BASE_IMAGE=harness/pytorch:latest
 FROM ${BASE_IMAGE}

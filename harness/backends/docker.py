@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -29,6 +30,7 @@ RESULTS_MOUNT = "/results"
 HOME = "/tmp/home"
 SCRATCH = "/tmp/scratch"  # HARNESS_SCRATCH_DIR: writable, in the container's own layer, gone with it
 STOP_TIMEOUT = 10  # seconds between SIGTERM and SIGKILL on Ctrl-C
+TIMEOUT_GRACE = 60  # seconds past the run's timeout before harness kills a container the agent did not end
 
 
 # --------------------------------------------------------------------------- container settings
@@ -228,11 +230,20 @@ def _supervise(container: Any, request: RunRequest, log: RunLog) -> tuple[int | 
     from docker.errors import APIError, NotFound
 
     interrupted = False
+    timeout = request.settings().timeout
+    # The agent enforces the timeout; this backstop also ends a run whose agent hangs before it can.
+    watchdog = threading.Timer(timeout + TIMEOUT_GRACE, _kill_quietly, args=(container,)) if timeout else None
+    if watchdog is not None:
+        watchdog.daemon = True
+        watchdog.start()
     try:
         _stream_logs(container, log)
     except KeyboardInterrupt:
         interrupted = True
         _stop(container, request.echo)
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
     try:
         result = _wait(container, request)
     except KeyboardInterrupt:
@@ -249,13 +260,20 @@ def _supervise(container: Any, request: RunRequest, log: RunLog) -> tuple[int | 
     return result.get("StatusCode"), interrupted, state
 
 
+def _kill_quietly(container: Any) -> None:
+    try:
+        container.kill()
+    except Exception:  # noqa: BLE001 - gone already: nothing to stop
+        pass
+
+
 def _wait(container: Any, request: RunRequest) -> dict[str, Any]:
     """Wait for the container; past the run's timeout plus a grace period, kill it."""
     import requests
 
     timeout = request.settings().timeout
     try:
-        return container.wait(timeout=None if timeout is None else timeout + 60)
+        return container.wait(timeout=None if timeout is None else timeout + TIMEOUT_GRACE)
     except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
         container.kill()
         return container.wait(timeout=30)
