@@ -8,7 +8,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+import pytest
 
 RUN_TIMEOUT = 600  # seconds: a hung harness fails the test instead of hanging the suite
 
@@ -91,3 +93,34 @@ def snapshot(root: Path) -> dict[str, tuple[bytes, int, int]]:
             content = path.read_bytes() if path.is_file() and not path.is_symlink() else b""
             out[str(path.relative_to(root))] = (content, st.st_mode, st.st_mtime_ns)
     return out
+
+
+@pytest.fixture(scope="session")
+def own_pytorch_image(pytorch_image: str) -> Iterator[str]:
+    """A private tag of harness/pytorch as built from this checkout, for tests of the agent inside.
+
+    Other test sessions on a shared engine rebuild harness/pytorch from their own code at any
+    time; a run built on this tag keeps running this checkout's agent. Set it as ``base_image``.
+    """
+    import docker
+
+    from conftest import build_test_framework_image
+    from harness.image_context import _source_hash
+    from harness.images import repo_root
+
+    root = repo_root()
+    want = _source_hash(root)[:16] if root is not None else "unknown"
+    client = docker.from_env()
+    image = client.images.get(pytorch_image)
+    if (image.labels or {}).get("harness.source_hash") != want:  # replaced since the session built it
+        image = client.images.get(build_test_framework_image("pytorch"))
+    snapshot = f"harness-test-snapshot/pytorch:{want}"
+    image.tag(snapshot)
+    try:
+        yield snapshot
+    finally:
+        try:
+            client.images.remove(snapshot)
+        except docker.errors.APIError:
+            pass  # still used by an experiment image another test holds: harmless
+        client.close()

@@ -14,8 +14,8 @@ from typing import Iterator
 
 import pytest
 
-from runs import harness, one_error_line, pid_alive, plan_state, results_of, start_harness, wait_for, \
-    write_experiment
+from runs import harness, one_error_line, own_pytorch_image, pid_alive, plan_state, results_of, \
+    start_harness, wait_for, write_experiment  # noqa: F401 (own_pytorch_image is a fixture)
 
 # Long enough to be killed in the middle; every seed writes its pid for the orphan check.
 SLOW = ("import os, sys, time\n"
@@ -48,12 +48,13 @@ def _check_plan_went_on(proc: subprocess.Popen[str], exp: Path, killed_index: in
 
 
 @pytest.mark.docker
-def test_docker_kill_of_one_run_fails_that_run_and_the_plan_goes_on(tmp_path: Path, pytorch_image: str) -> None:
+def test_docker_kill_of_one_run_fails_that_run_and_the_plan_goes_on(tmp_path: Path, own_pytorch_image: str) -> None:
     from conftest import _remove_experiment_images
 
     from harness.engine import list_containers
 
-    exp = write_experiment(tmp_path / "exp", {"baseline": SLOW}, name="outsidekill", seeds=[0, 1, 2])
+    exp = write_experiment(tmp_path / "exp", {"baseline": SLOW}, name="outsidekill", seeds=[0, 1, 2],
+                           base_image=own_pytorch_image)
     proc = start_harness(["run", "baseline", "--backend", "docker", "-e", str(exp)])
     try:
         run = wait_for(lambda: _running_run(exp, 1), 300, "seed 1 to start")
@@ -137,10 +138,10 @@ def small_tmpfs(mount: Path) -> Iterator[Path]:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def _full_disk_run(tmp_path: Path, backend: str, name: str) -> None:
+def _full_disk_run(tmp_path: Path, backend: str, name: str, **config: object) -> None:
     if os.geteuid() != 0:
         pytest.skip("mounting a small tmpfs needs root (CI runs as root); no loop device is tried either")
-    exp = write_experiment(tmp_path / "exp", {"baseline": FILLS_THE_DISK}, name=name)
+    exp = write_experiment(tmp_path / "exp", {"baseline": FILLS_THE_DISK}, name=name, **config)
     with small_tmpfs(exp / "results"):  # the results folder lives on the small filesystem
         proc = harness(["run", "baseline", "--backend", backend, "-e", str(exp)])
         one_error_line(proc.stdout)
@@ -157,11 +158,11 @@ def _full_disk_run(tmp_path: Path, backend: str, name: str) -> None:
 
 
 @pytest.mark.docker
-def test_full_disk_in_docker_is_an_incomplete_failed_run(tmp_path: Path, pytorch_image: str) -> None:
+def test_full_disk_in_docker_is_an_incomplete_failed_run(tmp_path: Path, own_pytorch_image: str) -> None:
     from conftest import _remove_experiment_images
 
     try:
-        _full_disk_run(tmp_path, "docker", "fulldisk")
+        _full_disk_run(tmp_path, "docker", "fulldisk", base_image=own_pytorch_image)
     finally:
         _remove_experiment_images(["fulldisk"])
 

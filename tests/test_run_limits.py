@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from runs import harness, one_error_line, plan_state, results_of, write_experiment
+from runs import harness, one_error_line, own_pytorch_image, plan_state, results_of, write_experiment  # noqa: F401
 
 # Prints what the kernel enforces on this run, then lingers so the test can inspect the container.
 PIDS_SCRIPT = ("import os, time\n"
@@ -55,11 +55,11 @@ def _run_with_watch(exp: Path, name: str, args: list[str]) -> tuple[str, list[in
 
 
 @pytest.mark.docker
-def test_pids_limit_default_flag_and_config_reach_the_container(tmp_path: Path, pytorch_image: str) -> None:
+def test_pids_limit_default_flag_and_config_reach_the_container(tmp_path: Path, own_pytorch_image: str) -> None:
     from conftest import _remove_experiment_images
 
     name = "pidslimit"
-    exp = write_experiment(tmp_path / "exp", {"baseline": PIDS_SCRIPT}, name=name)
+    exp = write_experiment(tmp_path / "exp", {"baseline": PIDS_SCRIPT}, name=name, base_image=own_pytorch_image)
     try:
         for args, expected in (([], 4096), (["--pids", "64"], 64)):
             out, limits = _run_with_watch(exp, name, args)
@@ -107,10 +107,11 @@ SCRATCH_SCRIPT = ("import os, pathlib\n"
 
 
 @pytest.mark.docker
-def test_a_colon_in_the_path_and_a_writable_scratch_folder_in_docker(tmp_path: Path, pytorch_image: str) -> None:
+def test_a_colon_in_the_path_and_a_writable_scratch_folder_in_docker(tmp_path: Path, own_pytorch_image: str) -> None:
     from conftest import _remove_experiment_images
 
     exp = write_experiment(tmp_path / "odd:path" / "exp:1", {"baseline": SCRATCH_SCRIPT}, name="oddpath",
+                           base_image=own_pytorch_image,
                            files={"data/labels.csv": "a,b\n"})
     try:
         proc = harness(["run", "baseline", "--backend", "docker", "-e", str(exp)])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from runs import harness, one_error_line, plan_state, write_experiment
+from runs import harness, one_error_line, own_pytorch_image, plan_state, write_experiment  # noqa: F401
 
 SECRETS = {
     "MY_PASS": "pw-hunter2-a1",
@@ -64,14 +64,14 @@ def test_local_run_records_no_secret(tmp_path: Path) -> None:
 
 
 @pytest.mark.docker
-def test_docker_run_records_no_secret_baked_into_the_image(tmp_path: Path, pytorch_image: str) -> None:
+def test_docker_run_records_no_secret_baked_into_the_image(tmp_path: Path, own_pytorch_image: str) -> None:
     from conftest import _remove_experiment_images
 
     # The host's environment never enters a container; an image's ENV does (a token baked in).
     lines = "".join(f'ENV {k}="{v}"\n' for k, v in {**SECRETS, **ALLOWED, **NAME_ONLY}.items())
     dockerfile = ("ARG BASE_IMAGE=harness/pytorch:latest\nFROM ${BASE_IMAGE}\nWORKDIR /workspace\n"
                   + lines + "COPY . /workspace/\n")
-    exp = write_experiment(tmp_path / "exp", {"baseline": SCRIPT}, name="secretsdocker",
+    exp = write_experiment(tmp_path / "exp", {"baseline": SCRIPT}, name="secretsdocker", base_image=own_pytorch_image,
                            files={"Dockerfile": dockerfile})
     try:
         proc = harness(["run", "baseline", "--backend", "docker", "-e", str(exp)],

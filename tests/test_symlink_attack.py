@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from runs import harness, one_error_line, plan_state, snapshot, write_experiment
+from runs import harness, one_error_line, own_pytorch_image, plan_state, snapshot, write_experiment  # noqa: F401
 
 MARKER = "VICTIM-7f3a"
 # Every name the host writes or reads in a run folder, and the plan files' names in case any
@@ -86,7 +86,7 @@ def _victims(root: Path) -> list[str]:
             str(root / "created-by-harness")]
 
 
-def _attack(tmp_path: Path, backend: str, seeds: int, name: str) -> None:
+def _attack(tmp_path: Path, backend: str, seeds: int, name: str, **config: object) -> None:
     host = tmp_path / "host"
     victims = _victims(host)
     before = snapshot(host)
@@ -96,7 +96,7 @@ def _attack(tmp_path: Path, backend: str, seeds: int, name: str) -> None:
     else:
         script, files = LOCAL_PLANT.format(plant=plant) + SCRIPT, {}
     exp = write_experiment(tmp_path / "exp", {"baseline": script}, name=name, seeds=list(range(seeds)),
-                           files=files, timeout=60)  # a run hung on a FIFO ends as "timeout", and fails the test
+                           files=files, timeout=60, **config)  # a run hung on a FIFO ends as "timeout", and fails the test
     source_before = snapshot(exp)
     proc = harness(["run", "baseline", "--backend", backend, "-e", str(exp)])
     one_error_line(proc.stdout)
@@ -116,11 +116,11 @@ def _attack(tmp_path: Path, backend: str, seeds: int, name: str) -> None:
 
 
 @pytest.mark.docker
-def test_planted_links_in_the_container_reach_no_host_file(tmp_path: Path, pytorch_image: str) -> None:
+def test_planted_links_in_the_container_reach_no_host_file(tmp_path: Path, own_pytorch_image: str) -> None:
     from conftest import _remove_experiment_images
 
     try:
-        _attack(tmp_path, "docker", seeds=20, name="symlinkattack")
+        _attack(tmp_path, "docker", seeds=20, name="symlinkattack", base_image=own_pytorch_image)
     finally:
         _remove_experiment_images(["symlinkattack"])
 
