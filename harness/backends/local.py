@@ -2,7 +2,9 @@
 
 For hosts without a Docker engine, and for quick iterations. Resource limits of the config
 are not enforced here (the agent still measures what the process's cgroup allows); GPUs are
-restricted through CUDA_VISIBLE_DEVICES, which is right for a process on the host.
+restricted through CUDA_VISIBLE_DEVICES, which is right for a process on the host. The agent
+runs in its own session, and nothing of the run outlives it (see ``localproc``); the script
+gets a fresh ``HARNESS_SCRATCH_DIR``, removed afterwards.
 """
 
 from __future__ import annotations
