@@ -27,8 +27,12 @@ def _watch_pids_limit(name: str, stop: threading.Event, seen: dict[str, int | No
     client = docker.from_env()
     try:
         while not stop.is_set():
-            runs = client.containers.list(all=True, filters={"label": [f"harness.experiment={name}", "harness.run_id"]})
-            for c in runs:  # (the image build's own containers carry no run id)
+            try:  # (the image build's own containers carry no run id)
+                runs = client.containers.list(all=True, filters={"label": [f"harness.experiment={name}",
+                                                                            "harness.run_id"]})
+            except docker.errors.NotFound:  # one went between the listing and its inspection
+                continue
+            for c in runs:
                 try:
                     c.reload()
                 except docker.errors.NotFound:
