@@ -62,18 +62,22 @@ def check_engine() -> tuple[CheckResult, Any]:
     return CheckResult("docker engine", "ok", detail, required=True), info
 
 
-def check_gpu_runtime(info: dict[str, Any] | None) -> CheckResult:
+def check_gpu_runtime(info: dict[str, Any] | None, gpu_count: int = 0) -> CheckResult:
+    """The engine's way to hand GPUs to a container; with GPUs on the host and none, say exactly that."""
+    from harness.engine import GPU_RUNTIME_FIX, gpu_runtime
+
     if info is None:
         return CheckResult("gpu runtime", "info", "unknown (no engine)")
-    runtimes = sorted((info.get("Runtimes") or {}).keys())
-    cdi = info.get("CDISpecDirs") or []
-    if "nvidia" in runtimes:
-        return CheckResult("gpu runtime", "ok", f"NVIDIA runtime registered (runtimes: {', '.join(runtimes)})")
-    if cdi:
-        return CheckResult("gpu runtime", "ok", f"CDI enabled ({', '.join(cdi)})")
-    if shutil.which("nvidia-container-runtime-hook"):
-        return CheckResult("gpu runtime", "ok", "nvidia-container-runtime-hook found (legacy GPU support)")
-    return CheckResult("gpu runtime", "warn", f"no NVIDIA runtime or CDI (runtimes: {', '.join(runtimes) or '-'}); "
+    found = gpu_runtime(info)
+    if found:
+        return CheckResult("gpu runtime", "ok", found)
+    runtimes = ", ".join(sorted((info.get("Runtimes") or {}).keys())) or "-"
+    if gpu_count:
+        return CheckResult("gpu runtime", "warn",
+                           f"{gpu_count} GPU(s) seen by NVML, but this Docker engine has no NVIDIA runtime or CDI "
+                           f"(runtimes: {runtimes}): containers run on the CPU (gpus auto) or fail (--gpus all)",
+                           fix=GPU_RUNTIME_FIX)
+    return CheckResult("gpu runtime", "warn", f"no NVIDIA runtime or CDI (runtimes: {runtimes}); "
                        "--gpus will fail, CPU runs work",
                        fix="install the NVIDIA Container Toolkit: sudo nvidia-ctk runtime configure --runtime=docker")
 
@@ -198,7 +202,9 @@ def _tf_dist() -> str:
 def run_checks(results_dir: Path | None = None) -> list[CheckResult]:
     """Every check, in the order the table shows them."""
     engine, info = check_engine()
-    results = [engine, check_gpu_runtime(info), check_gpus(), check_cgroup(info)]
+    from harness.host_gpus import host_gpu_ids
+
+    results = [engine, check_gpu_runtime(info, len(host_gpu_ids())), check_gpus(), check_cgroup(info)]
     results += check_disk(info, results_dir or Path.cwd())
     results.append(check_images(info is not None))
     results += check_python()

@@ -64,7 +64,10 @@ def parse_pids(value: Any) -> int:
 
 
 def parse_gpus(value: str | int | None) -> str:
-    """Normalise a GPU request: "none", "all", a count ("2"), or device ids ("0,2")."""
+    """Normalise a GPU request: "auto", "none", "all", a count ("count:2"), or device ids ("0", "0,2").
+
+    A JSON number is a count (0: none); a string of digits names devices, so "0" is device 0.
+    """
     if value is None:
         return "none"
     if isinstance(value, bool):
@@ -74,16 +77,17 @@ def parse_gpus(value: str | int | None) -> str:
             raise ValueError(f"must be >= 0 (got {value})")
         return "none" if value == 0 else f"count:{value}"
     text = str(value).strip().lower()
-    if text in ("", "none", "0"):
+    if text in ("", "none"):
         return "none"
-    if text == "all":
-        return "all"
+    if text in ("all", "auto"):
+        return text
     if text.startswith("count:") and text[6:].isdigit():
         return text
     parts = [p.strip() for p in text.split(",")]
     if all(p and (p.isdigit() or p.startswith("gpu-")) for p in parts):
         return ",".join(parts)
-    raise ValueError(f"must be 'all', 'none', a count like 'count:2', or device ids like '0,2' (got {value!r})")
+    raise ValueError(f"must be 'auto', 'all', 'none', a count like 'count:2', or device ids like '0' or '0,2' "
+                     f"(got {value!r})")
 
 
 class _Model(BaseModel):
@@ -95,7 +99,8 @@ class Resources(_Model):
 
     cpus: float | None = Field(None, description="CPU cores the container may use (None: no limit).")
     memory: str | None = Field("8g", description="Memory limit, Docker style: 512m, 8g (None: no limit).")
-    gpus: str = Field("none", description="'none', 'all', 'count:N' or device ids '0,2'.")
+    gpus: str = Field("auto", description="'auto' (every GPU NVML sees, when the backend can hand them to a run; "
+                                          "else none), 'none', 'all', 'count:N' or device ids '0' or '0,2'.")
     shm_size: str = Field("2g", description="Size of /dev/shm; DataLoader workers pass batches through it.")
     pids: int | None = Field(DEFAULT_PIDS, description="Most processes and threads a run's container may have "
                              "(None: no limit); stops a fork bomb from taking the host down.")

@@ -23,6 +23,8 @@ ENGINE_HINT = "start the engine: sudo systemctl start docker (or run dockerd)"
 GPU_HINT = ("install the NVIDIA Container Toolkit and register it with Docker "
             "(sudo nvidia-ctk runtime configure --runtime=docker && sudo systemctl restart docker), "
             "or run with --gpus none")
+GPU_RUNTIME_FIX = ("install the NVIDIA Container Toolkit, then `sudo nvidia-ctk runtime configure --runtime=docker "
+                   "&& sudo systemctl restart docker`; or run with --backend local")
 
 
 def docker_client(timeout: float | None = 60) -> "docker.DockerClient":
@@ -71,6 +73,27 @@ def _engine_hint(err: Exception) -> str:
     if "Permission denied" in str(err):
         return "add yourself to the docker group (sudo usermod -aG docker $USER, then log in again)"
     return ENGINE_HINT
+
+
+def gpu_runtime(info: dict[str, Any]) -> str | None:
+    """How this engine hands GPUs to a container (its ``docker info``), or None when it cannot."""
+    import shutil
+
+    runtimes = sorted((info.get("Runtimes") or {}).keys())
+    if "nvidia" in runtimes:
+        return f"NVIDIA runtime registered (runtimes: {', '.join(runtimes)})"
+    cdi = info.get("CDISpecDirs") or []
+    if cdi:
+        return f"CDI enabled ({', '.join(cdi)})"
+    if shutil.which("nvidia-container-runtime-hook"):
+        return "nvidia-container-runtime-hook found (legacy GPU support)"
+    return None
+
+
+def no_gpu_runtime_notice(count: int) -> str:
+    """The one line a user sees when ``gpus: auto`` finds GPUs that the engine cannot hand over."""
+    return (f"Note: {count} GPU(s) seen by NVML, but this Docker engine has no NVIDIA runtime or CDI, so the runs "
+            f"use the CPU. fix: {GPU_RUNTIME_FIX}")
 
 
 def engine_message(err: Exception) -> str:

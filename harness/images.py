@@ -264,6 +264,27 @@ def experiment_base_image(experiment: "Experiment") -> str:
     return experiment.config.base_image or framework_tag(experiment.config.framework)
 
 
+def planned_experiment_image(experiment: "Experiment") -> str:
+    """The experiment image a run would use, without building it: its tag, and whether it still needs building.
+
+    Raises:
+        EngineUnavailableError: when no engine answers.
+    """
+    from docker.errors import ImageNotFound
+
+    client = docker_client(timeout=30)
+    try:
+        base = experiment_base_image(experiment)
+        try:
+            base_id = client.images.get(base).id
+        except ImageNotFound:
+            return f"harness-{experiment.name} (not buildable yet: {base} is not built)"
+        tag = f"harness-{experiment.name}:{experiment_hash(experiment, base_id)[:12]}"
+        return tag if image_exists(client, tag) else f"{tag} (built at run time)"
+    finally:
+        client.close()
+
+
 def ensure_experiment_image(experiment: "Experiment", *, rebuild: bool = False, echo: Echo = print,
                             network: str | None = None) -> str:
     """Build ``harness-<competition>:<hash>`` when it is missing or stale; return its tag.

@@ -37,7 +37,10 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class GpuRequest:
-    """A normalised GPU request: ``none``, ``all``, ``count:N`` or device ids ``0,2`` (see ``parse_gpus``)."""
+    """A normalised GPU request: ``auto``, ``none``, ``all``, ``count:N`` or device ids ``0,2`` (see ``parse_gpus``).
+
+    ``auto`` is resolved once per plan (:meth:`resolve`) into device ids or ``none``.
+    """
 
     spec: str = "none"
 
@@ -53,9 +56,36 @@ class GpuRequest:
     def wanted(self) -> bool:
         return self.spec != "none"
 
+    @property
+    def is_auto(self) -> bool:
+        return self.spec == "auto"
+
+    def resolve(self, detected: list[str], backend: str, runtime: bool) -> tuple["GpuRequest", bool]:
+        """What ``auto`` becomes: the ``detected`` GPUs' ids, or ``none`` when there are none or when the
+        Docker backend's engine has no GPU ``runtime``. Other requests stay as they are.
+
+        Returns the request and whether GPUs were there but left unused for want of a runtime.
+        """
+        if not self.is_auto:
+            return self, False
+        if not detected:
+            return GpuRequest("none"), False
+        if backend == "docker" and not runtime:
+            return GpuRequest("none"), True
+        return GpuRequest(",".join(detected)), False
+
+    def describe(self) -> str:
+        """For a person: ``none``, ``all``, ``any 2``, ``device 0`` or ``devices 0,2``."""
+        if self.spec in ("none", "all", "auto"):
+            return self.spec
+        if self.spec.startswith("count:"):
+            return f"any {self.spec[6:]}"
+        ids = self.device_ids()
+        return f"device{'s' if len(ids) > 1 else ''} {','.join(ids)}"
+
     def device_ids(self) -> list[str]:
-        """The ids of a request that names devices (``[]`` for none / all / count)."""
-        return [] if self.spec in ("none", "all") or self.spec.startswith("count:") else self.spec.split(",")
+        """The ids of a request that names devices (``[]`` for auto / none / all / count)."""
+        return [] if self.spec in ("none", "all", "auto") or self.spec.startswith("count:") else self.spec.split(",")
 
     def device_requests(self, assigned: list[str] | None = None) -> list[Any]:
         """Docker ``DeviceRequest``s; GPUs a scheduler assigned win over the request."""
@@ -65,7 +95,7 @@ class GpuRequest:
             return [DeviceRequest(device_ids=[str(g) for g in assigned], capabilities=[["gpu"]])]
         if self.spec == "none":
             return []
-        if self.spec == "all":
+        if self.spec in ("all", "auto"):  # auto reaches a container only when resolved elsewhere; all, then
             return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
         if self.spec.startswith("count:"):
             return [DeviceRequest(count=int(self.spec[6:]), capabilities=[["gpu"]])]
@@ -75,7 +105,7 @@ class GpuRequest:
         """``CUDA_VISIBLE_DEVICES`` for a local process (``None``: leave it as it is)."""
         if assigned:
             return ",".join(str(g) for g in assigned)
-        if self.spec == "all":
+        if self.spec in ("all", "auto"):
             return None
         if self.spec == "none":
             return ""
@@ -94,7 +124,7 @@ class GpuRequest:
         """
         if self.spec == "none":
             return [], 0
-        if self.spec == "all":
+        if self.spec in ("all", "auto"):
             return list(detected), 1
         if self.spec.startswith("count:"):
             return list(detected), int(self.spec[6:])
@@ -111,7 +141,7 @@ class GpuRequest:
         Raises:
             UsageError: for ``all``, which names no number Ray could reserve.
         """
-        if self.spec == "none":
+        if self.spec in ("none", "auto"):  # auto on a cluster: no GPU unless asked for with count:N
             return 0.0
         if self.spec == "all":
             raise UsageError("--gpus all has no meaning on a Ray cluster; say how many GPUs each run needs",
@@ -134,6 +164,31 @@ class RunSettings:
     timeout: float | None
     sampling_interval: float
     pids: int | None = None  # most processes + threads in the container (None: no limit)
+
+
+def describe_settings(settings: RunSettings, *, backend: str, image: str, cpuset: str | None = None,
+                      gpu_ids: list[str] | None = None) -> str:
+    """One run's resolved settings for ``--dry-run``: backend, image, GPUs, cpus, memory, shm, network, timeout.
+
+    ``cpuset`` and ``gpu_ids`` are a parallel slot's; assigned GPUs win over the request.
+    """
+    gpus = f"device{'s' if len(gpu_ids) > 1 else ''} {','.join(gpu_ids)}" if gpu_ids else settings.gpus.describe()
+    cpus = f"{settings.cpus:g}" if settings.cpus is not None else "no limit"
+    if cpuset:
+        cpus += f" (cpuset {cpuset})"
+    local = backend.startswith("local")
+    memory = _bytes(settings.memory) if settings.memory is not None else "no limit"
+    timeout = f"{settings.timeout:g} s" if settings.timeout is not None else "none"
+    return (f"backend {backend}, image {image}, GPUs {gpus}, cpus {cpus}, memory {memory}, "
+            f"shm {_bytes(settings.shm)}, network {'host' if local else settings.network}, timeout {timeout}"
+            + ("; a local process: cpus, memory and shm are not enforced" if local else ""))
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:g} {unit}"
+    return f"{n} B"
 
 
 def _flag(flag: str, value: Any, parse: Any) -> Any:

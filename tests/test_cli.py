@@ -152,7 +152,7 @@ def test_help_does_not_import_heavy_modules() -> None:
 
 
 @pytest.mark.parametrize("args,expected", [
-    (["--gpus", "some"], "Error: --gpus: must be 'all', 'none'"),
+    (["--gpus", "some"], "Error: --gpus: must be 'auto', 'all', 'none'"),
     (["--memory", "lots"], "Error: --memory: not a size like 512m or 8g"),
     (["--shm-size", "0"], "Error: --shm-size: "),
     (["--cpus", "-2"], "Error: --cpus: must be > 0 (got -2)"),

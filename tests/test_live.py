@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.live import WINDOW, LiveRun, plan_eta
+from harness.plan.live import WINDOW, LiveRun, plan_eta
 from harness.monitor.events import encode
 
 
@@ -66,3 +66,34 @@ def test_plan_eta_uses_completed_runs_then_the_measured_step_rate() -> None:
     assert plan_eta(pending=2, durations=[50.0], in_flight=[(20.0, None), (60.0, None)], slots=2) == \
         pytest.approx((30 + 0 + 100) / 2)
     assert plan_eta(pending=0, durations=[], in_flight=[], slots=1) == 0.0
+
+
+def test_progress_shows_the_run_in_flight_and_its_figures_in_plain_lines(tmp_path: Path) -> None:
+    import time
+    from types import SimpleNamespace
+
+    from harness.plan.progress import Progress
+
+    lines: list[str] = []
+    run_dir = tmp_path / "r0"
+    run_dir.mkdir()
+    run = SimpleNamespace(run_id="r0", label="baseline seed 0", status="running", started=100.0, ended=None,
+                          wall_time=None, message="")
+    with Progress(total=3, done=0, slots=1, echo=lines.append, plain_interval=0.2) as progress:
+        progress.start_run(run, run_dir)
+        began = time.monotonic()
+        append(run_dir / "events.jsonl", {"type": "mode_start", "mode": "baseline", "config": {"epochs": 2}},
+               *(batch(0, i, dt=0.5, wait=0.5) for i in range(4)), batch(1, 4, dt=0.5, wait=0.5))
+        deadline = time.monotonic() + 10
+        while not any(line.startswith("  baseline seed 0: ") for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # 5 of 8 steps at 1 step/s: 3 s left for this run; each of the 2 others is expected to take
+        # what this one will have taken (its time so far + 3 s).
+        live = next(line for line in lines if line.startswith("  baseline seed 0: "))
+        assert live.startswith("  baseline seed 0: epoch 1, step 5/8, 1 steps/s, data wait 50 %; ETA ")
+        elapsed = time.monotonic() - began
+        assert progress.eta() == pytest.approx(3 + 2 * (elapsed + 3), abs=0.5)
+        run.status, run.ended, run.wall_time = "completed", 108.0, 8.0
+        progress.end_run(run)
+    assert lines[0] == "[1/3] baseline seed 0: started r0"
+    assert lines[-1] == "[1/3] baseline seed 0: completed in 8.0s (5 steps, 1 steps/s, data wait 50 %); ETA 16s"

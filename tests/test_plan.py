@@ -38,7 +38,7 @@ def resume_plan(*args, **kwargs):
         for line in render_plan_result(result).splitlines():
             kwargs["echo"](line)
     return result.failed
-from harness.plan.progress import EventTail, Progress
+from harness.plan.progress import Progress
 from harness.plan.ray import task_resources
 from harness.plan.ray_task import map_gpus, pack_experiment, unpack
 from harness.plan.slots import GpuInfo, assign_slots, cpu_slots, format_cpuset, gpu_groups
@@ -98,11 +98,15 @@ def test_make_plan_defaults_to_config_seeds(exp) -> None:
 
 def test_dry_run_prints_plan_and_saves_nothing(exp) -> None:
     lines: list[str] = []
-    failed = execute(exp, ["all"], [0, 1], RunOptions(), dry_run=True, echo=lines.append)
+    failed = execute(exp, ["all"], [0, 1], RunOptions(backend="local"), dry_run=True, echo=lines.append)
     assert failed == []
-    assert lines[1:5] == ["    1. baseline         seed 0", "    2. optimization     seed 0",
-                          "    3. baseline         seed 1", "    4. optimization     seed 1"]
-    assert lines[-1] == "Dry run: nothing was run and no plan was saved."
+    assert lines[1:9:2] == ["    1. baseline         seed 0", "    2. optimization     seed 0",
+                            "    3. baseline         seed 1", "    4. optimization     seed 1"]
+    # Each run's resolved settings: gpus "auto" became none on this GPU-less machine, without a notice.
+    assert set(lines[2:10:2]) == {"       backend local, image none (local process), GPUs none, cpus no limit, "
+                                  "memory no limit, shm 2 GiB, network host, timeout none; a local process: cpus, "
+                                  "memory and shm are not enforced"}
+    assert lines[9:] == ["Dry run: nothing was run and no plan was saved."]
     assert list_plans(exp) == []
     assert not exp.results_dir.exists()
 
@@ -309,20 +313,6 @@ def test_experiment_tar_leaves_out_results_and_data(exp, tmp_path: Path) -> None
 
 
 # --------------------------------------------------------------------------- progress
-def test_event_tail_follows_appends_and_waits_for_whole_lines(tmp_path: Path) -> None:
-    path = tmp_path / "events.jsonl"
-    tail = EventTail(path, "baseline seed 0")
-    assert tail.poll() == "starting"
-    with path.open("a") as f:
-        f.write(json.dumps({"type": "phase", "name": "train"}) + "\n")
-        f.write(json.dumps({"type": "batch", "epoch": 0, "i": 4}) + "\n")
-        f.write('{"type": "batch", "epoch": 1, ')
-    assert tail.poll() == "epoch 0 batch 4"
-    with path.open("a") as f:
-        f.write('"i": 9}\n')
-    assert tail.poll() == "epoch 1 batch 9"
-
-
 def test_progress_plain_lines_and_eta(exp) -> None:
     lines: list[str] = []
     plan = make_plan(exp, ["baseline", "optimization"], [0, 1])
@@ -522,7 +512,7 @@ def test_bad_resource_requests_are_refused_before_anything_is_written(exp) -> No
     pytest.importorskip("ray")
     with pytest.raises(UsageError, match="--gpus all has no meaning on a Ray cluster"):
         execute(exp, ["all"], [0], RunOptions(gpus="all"), executor="ray", echo=None)
-    with pytest.raises(UsageError, match="--gpus: must be 'all', 'none'"):
+    with pytest.raises(UsageError, match="--gpus: must be 'auto', 'all', 'none'"):
         execute(exp, ["all"], [0], RunOptions(gpus="lots"), parallel=True, echo=None)
     assert not exp.results_dir.exists()
 

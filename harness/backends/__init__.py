@@ -7,33 +7,102 @@ package's API is what the plan uses: ``run_mode``, ``cleanup_plan``, ``stop_plan
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from harness.backends.request import RunOutcome, RunRequest, new_run_id
-from harness.settings import RunOptions
+from harness.experiment import Experiment
+from harness.settings import GpuRequest, RunOptions
 
 
 def resolve_backend(name: str) -> tuple[str, str | None]:
     """Pick the backend: ``auto`` is docker when an engine answers, else local.
 
-    Returns the backend name and a one-line note to show the user (or None).
+    Returns the backend name and, when ``auto`` fell back to local, the notice to show the user
+    once: no container isolation, why, and the fix.
     """
     if name != "auto":
         return name, None
-    from harness.engine import engine_available
+    from harness.engine import docker_client
+    from harness.errors import EngineUnavailableError
 
-    if engine_available():
-        return "docker", None
-    return "local", "No Docker engine answered; running as a local process (backend: local)."
+    try:
+        docker_client(timeout=3.0).close()
+    except EngineUnavailableError as e:
+        return "local", (f"No Docker engine: running as local processes, with no container isolation, because {e}; "
+                         f"fix: {e.hint}, or choose --backend local.")
+    return "docker", None
+
+
+def resolve_gpus(request: GpuRequest, backend: str) -> tuple[GpuRequest, str | None]:
+    """What ``gpus: auto`` becomes for ``backend`` on this host (see ``GpuRequest.resolve``).
+
+    Returns the request (others unchanged) and the notice to show once when GPUs are there but the
+    Docker engine cannot hand them over.
+    """
+    if not request.is_auto:
+        return request, None
+    from harness.host_gpus import host_gpu_ids
+
+    detected = host_gpu_ids()
+    runtime = False
+    if backend == "docker" and detected:
+        from harness.engine import docker_client, gpu_runtime
+
+        client = docker_client(timeout=10)
+        try:
+            runtime = gpu_runtime(client.info()) is not None
+        finally:
+            client.close()
+    resolved, unusable = request.resolve(detected, backend, runtime)
+    if not unusable:
+        return resolved, None
+    from harness.engine import no_gpu_runtime_notice
+
+    return resolved, no_gpu_runtime_notice(len(detected))
+
+
+def resolve_options(options: RunOptions, gpus: GpuRequest) -> tuple[RunOptions, list[str]]:
+    """``options`` with ``auto`` backend and GPUs resolved for this host, and the notices to show once.
+
+    ``gpus`` is the request the settings hold (the flag, else the config's).
+
+    Raises:
+        EngineUnavailableError: when the Docker backend is chosen and its engine stopped answering.
+    """
+    backend, backend_note = resolve_backend(options.backend)
+    resolved, gpu_note = resolve_gpus(gpus, backend)
+    notes = [n for n in (backend_note, gpu_note) if n]
+    return replace(options, backend=backend, gpus=resolved.spec), notes
+
+
+def run_image(experiment: Experiment, backend: str) -> str:
+    """What a run of ``experiment`` would run in on ``backend``: the image's tag, or "local process".
+
+    Raises:
+        EngineUnavailableError: for the Docker backend when no engine answers.
+    """
+    if backend != "docker":
+        return "none (local process)"
+    from harness.images import planned_experiment_image
+
+    return planned_experiment_image(experiment)
 
 
 def run_mode(request: RunRequest) -> RunOutcome:
     """Run one (mode, seed) and return its outcome; the run folder holds results.json.
 
+    A plan resolves ``auto`` (backend, GPUs) once and passes the result; a request that still says
+    ``auto`` is resolved here, its notices echoed.
+
     Raises:
         HarnessError: subclasses when the run cannot be started (no engine, no GPU runtime, bad config).
     """
-    backend, note = resolve_backend(request.options.backend)
-    if note and request.echo:
-        request.echo(note)
+    if request.options.backend == "auto" or request.settings().gpus.is_auto:
+        request.options, notes = resolve_options(request.options, request.settings().gpus)
+        for note in notes:
+            if request.echo:
+                request.echo(note)
+    backend = request.options.backend
     if request.run_id is None:
         request.run_id = new_run_id(request.seed)
     if backend == "docker":
@@ -59,5 +128,6 @@ def stop_plan(plan_id: str) -> None:
     stop(plan_id)
 
 
-__all__ = ["RunOptions", "RunOutcome", "RunRequest", "cleanup_plan", "new_run_id", "resolve_backend", "run_mode",
+__all__ = ["RunOptions", "RunOutcome", "RunRequest", "cleanup_plan", "new_run_id", "resolve_backend", "resolve_gpus",
+           "resolve_options", "run_image", "run_mode",
            "stop_plan", "validate_options"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 from pathlib import Path
 
 from harness.backends import RunOutcome, RunRequest, new_run_id, run_mode, stop_plan
@@ -15,15 +16,17 @@ from harness.plan.slots import BANDWIDTH_NOTE, Slot
 from harness.plan.state import reserve_of
 from harness.results.io import load_results_file, update_run
 from harness.results.schema import RESULTS_FILENAME
+from harness.settings import RunOptions
 
 
 class LocalExecutor(Executor):
     """Drives a plan's pending runs through ``run_mode`` on this machine."""
 
     def __init__(self, experiment: Experiment, plan: Plan, progress: Progress, *, slots: list[Slot],
-                 on_run_completed: RunCompleted | None = None) -> None:
+                 options: RunOptions | None = None, on_run_completed: RunCompleted | None = None) -> None:
         super().__init__(experiment, plan, progress, on_run_completed=on_run_completed)
         self.slots = slots
+        self.options = options or plan.run_options()  # auto (backend, GPUs) resolved once for the plan
         self._interrupting = False  # set on Ctrl-C: runs stopped from outside count as interrupted
 
     def run(self, todo: list[PlannedRun]) -> None:
@@ -71,7 +74,7 @@ class LocalExecutor(Executor):
         reserve = reserve_of(self.experiment, self.plan.plan_id)
         reserve.ensure()  # given up by an earlier run on a full disk: take it back where there is room
         request = RunRequest(experiment=self.experiment, mode=run.mode, seed=run.seed,
-                             options=self.plan.run_options(), run_id=run.run_id, plan_id=self.plan.plan_id,
+                             options=replace(self.options), run_id=run.run_id, plan_id=self.plan.plan_id,
                              cpuset=slot.cpuset, gpu_ids=slot.gpu_ids, echo=self.progress.log, reserve=reserve.path)
         try:
             outcome = run_mode(request)

@@ -176,4 +176,5 @@ class PlanResult:
     resuming: bool = False
     nothing_to_do: bool = False
     slots: int = 1  # runs at a time
-    notes: list[str] = field(default_factory=list)  # where parallel runs go (dry run)
+    notes: list[str] = field(default_factory=list)  # notices, where parallel runs go (dry run)
+    run_settings: list[str] = field(default_factory=list)  # each run's resolved settings (dry run), in plan order

@@ -1,15 +1,19 @@
-"""What a plan shows while it runs: runs done of total, an ETA, and each run's live epoch and batch."""
+"""What a plan shows while it runs: runs done of total, an ETA, and a live view of each run in flight.
+
+The live view (steps done, step rate, data-wait share, GPU utilization) comes from the tail of
+each run's events.jsonl (``harness.plan.live``); the ETA uses the measured step rate of the runs
+in flight and the durations of the runs completed.
+"""
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from harness.nofollow import open_file
+from harness.plan.live import LiveRun, plan_eta
 from harness.results.schema import EVENTS_FILENAME
 
 if TYPE_CHECKING:
@@ -17,28 +21,34 @@ if TYPE_CHECKING:
     from harness.plan.slots import Slot
 
 Echo = Callable[[str], None]
+PLAIN_INTERVAL = 30.0  # seconds between live lines when stdout is not a terminal
 
 
 class Progress:
-    """Runs done of total, an ETA, and the live epoch/batch of each run in flight.
+    """Runs done of total, an ETA, and the live view of each run in flight.
 
-    On a terminal this is a rich progress display; otherwise plain lines (logs, CI) — one when a run
-    starts and one when it ends, since redrawing a bar into a file only makes noise.
+    On a terminal this is a rich progress display, redrawn twice a second; otherwise plain lines
+    (logs, CI): one when a run starts, one when it ends (with its steps, step rate, data wait and
+    GPU use), and a live line per run in flight every ``plain_interval`` seconds.
     """
 
-    def __init__(self, total: int, done: int, slots: int, echo: Echo | None) -> None:
+    def __init__(self, total: int, done: int, slots: int, echo: Echo | None,
+                 plain_interval: float = PLAIN_INTERVAL) -> None:
         self.total, self.done, self.slots, self.echo = total, done, max(1, slots), echo
+        self.plain_interval = plain_interval
         self.durations: list[float] = []
         self.started = done
         self._lock = threading.Lock()
-        self._tails: dict[str, EventTail] = {}
+        self._live: dict[str, tuple[LiveRun, float]] = {}  # run id -> (its live view, when it started)
         self._rich = None
         self._task = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> "Progress":
-        if self.echo is not None and _is_tty():
+        if self.echo is None:
+            return self
+        if _is_tty():
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
             from rich.progress import Progress as RichProgress
@@ -48,8 +58,8 @@ class Progress:
                                       console=Console(), transient=False)
             self._rich.start()
             self._task = self._rich.add_task("runs", total=self.total, completed=self.done, eta="", live="")
-            self._thread = threading.Thread(target=self._refresh_loop, name="harness-progress", daemon=True)
-            self._thread.start()
+        self._thread = threading.Thread(target=self._refresh_loop, name="harness-progress", daemon=True)
+        self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -71,7 +81,8 @@ class Progress:
 
     def start_run(self, run: "PlannedRun", run_dir: Path, slot: "Slot | None" = None, remote: bool = False) -> None:
         with self._lock:
-            self._tails[run.run_id or ""] = EventTail(run_dir / EVENTS_FILENAME, run.label, remote=remote)
+            self._live[run.run_id or ""] = (LiveRun(run_dir / EVENTS_FILENAME, run.label, remote=remote),
+                                            time.monotonic())
             self.started += 1
             number = self.started
         where = f" on {slot.describe()}" if slot is not None and (slot.cpuset or slot.gpu_ids) else ""
@@ -79,21 +90,24 @@ class Progress:
 
     def end_run(self, run: "PlannedRun") -> None:
         with self._lock:
-            tail = self._tails.pop(run.run_id or "", None)
+            live, _ = self._live.pop(run.run_id or "", (None, 0.0))
             if run.status == "pending":  # never really started (a plan-level error)
                 self.started -= 1
                 return
             self.done += 1
             if run.started and run.ended and run.status == "completed":
                 self.durations.append(run.ended - run.started)
-        live = tail.describe() if tail else ""
+        if live is not None:
+            live.poll()  # the last lines the run wrote
         text = f"[{self.done}/{self.total}] {run.label}: {run.status}"
         if run.wall_time is not None:
             text += f" in {run.wall_time:.1f}s"
         if run.message and run.status != "completed" and run.message != run.status:
             text += f" ({run.message})"
-        if live and run.status != "completed":
-            text += f", last seen at {live}"
+        if live is not None and run.status == "completed" and live.summary():
+            text += f" ({live.summary()})"
+        elif live is not None and live.describe():
+            text += f", last seen at {live.describe()}"
         eta = self.eta()
         if eta is not None and self.done < self.total:
             text += f"; ETA {_fmt_duration(eta)}"
@@ -104,76 +118,48 @@ class Progress:
             self._plain(text)
 
     def eta(self) -> float | None:
-        """Seconds left: mean duration of the runs completed so far × runs left ÷ runs at a time."""
-        if not self.durations:
-            return None
-        left = self.total - self.done
-        return sum(self.durations) / len(self.durations) * left / self.slots
+        """Seconds left (see ``plan_eta``): the runs in flight at their measured step rate, then the rest."""
+        now = time.monotonic()
+        with self._lock:
+            in_flight = [(now - started, live.remaining()) for live, started in self._live.values()]
+            pending = max(0, self.total - self.done - len(in_flight))
+            return plan_eta(pending=pending, durations=list(self.durations), in_flight=in_flight, slots=self.slots)
+
+    def live_lines(self) -> list[str]:
+        """One line per run in flight: its label and live view (reading what its events.jsonl gained)."""
+        with self._lock:
+            views = [live for live, _ in self._live.values()]
+        return [f"{live.label}: {live.poll()}" for live in views]
 
     def _plain(self, text: str) -> None:
         if self.echo is not None and self._rich is None:
             self.echo(text)
 
     def _refresh_loop(self) -> None:
+        last_plain = time.monotonic()
         while not self._stop.wait(0.5):
-            self._refresh()
+            if self._rich is not None:
+                self._refresh()
+            elif time.monotonic() - last_plain >= self.plain_interval:
+                last_plain = time.monotonic()
+                self._plain_live()
+
+    def _plain_live(self) -> None:
+        lines = self.live_lines()
+        eta = self.eta()
+        suffix = f"; ETA {_fmt_duration(eta)}" if eta is not None else ""
+        for line in lines:
+            self._plain(f"  {line}{suffix}")
 
     def _refresh(self) -> None:
         if self._rich is None or self._task is None:
             return
+        live = "  ".join(self.live_lines())
+        eta = self.eta()
         with self._lock:
-            live = "  ".join(f"{t.label}: {t.poll()}" for t in self._tails.values())
-            eta = self.eta()
             done = self.done
         self._rich.update(self._task, completed=done, live=live,
                           eta=f"ETA {_fmt_duration(eta)}" if eta is not None else "ETA …")
-
-
-class EventTail:
-    """Follows a run's events.jsonl from where it last read, keeping the latest epoch and batch."""
-
-    def __init__(self, path: Path, label: str, remote: bool = False) -> None:
-        self.path, self.label, self.remote = path, label, remote
-        self.offset = 0
-        self.epoch: int | None = None
-        self.batch: int | None = None
-        self.phase: str | None = None
-        self._partial = b""
-
-    def poll(self) -> str:
-        if self.remote:
-            return "on the cluster"
-        try:
-            # The run folder is the run's to write: never follow a link or wait on a FIFO there.
-            with os.fdopen(open_file(self.path), "rb") as f:
-                f.seek(self.offset)
-                chunk = f.read(1 << 20)
-        except OSError:
-            return "starting"
-        self.offset += len(chunk)
-        data = self._partial + chunk
-        lines = data.split(b"\n")
-        self._partial = lines.pop()  # an unfinished last line waits for its end
-        for line in lines:
-            self._take(line)
-        return self.describe() or "starting"
-
-    def _take(self, line: bytes) -> None:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            return
-        kind = event.get("type") if isinstance(event, dict) else None
-        if kind == "batch":
-            self.epoch, self.batch = event.get("epoch", self.epoch), event.get("i", self.batch)
-        elif kind == "phase":
-            self.phase = event.get("name")
-
-    def describe(self) -> str:
-        if self.batch is None:
-            return self.phase or ""
-        epoch = f"epoch {self.epoch} " if self.epoch is not None else ""
-        return f"{epoch}batch {self.batch}"
 
 
 def _is_tty() -> bool:

@@ -43,6 +43,9 @@ def _render_dry_run(result: PlanResult) -> str:
         state = "" if run.status == "pending" else \
             f"  [{run.status}{', will run again' if run.status != 'completed' else ''}]"
         lines.append(f"  {i:>3}. {run.mode:<16} seed {run.seed}{state}")
+        described = result.run_settings[i - 1] if i <= len(result.run_settings) else ""
+        if described:
+            lines.append(f"       {described}")
     lines.extend(result.notes)
     if plan.sequential:
         design, budget = plan.sequential["design"], plan.sequential.get("budget_s")

@@ -12,6 +12,7 @@ import contextlib
 from dataclasses import asdict
 from typing import Callable, Iterator
 
+from harness.backends import resolve_options, run_image
 from harness.errors import UsageError
 from harness.experiment import Experiment
 from harness.modes import ModeSpec
@@ -23,7 +24,7 @@ from harness.plan.resume import reconcile
 from harness.plan.sequential import Decide, SequentialRequest, drive, new_state, next_seeds
 from harness.plan.slots import Slot, plan_slots
 from harness.plan.state import ERRORS_FILENAME, PlanLock, load_plan, plan_dir, reserve_of, save_plan
-from harness.settings import RunOptions, RunSettings, resolve_settings
+from harness.settings import RunOptions, RunSettings, describe_settings, resolve_settings
 
 Echo = Callable[[str], None]
 
@@ -81,10 +82,10 @@ def execute(experiment: Experiment, modes: list[str], seeds: list[int] | None, o
 
         check_ray()
         task_resources(settings)
-    else:
-        plan_slots(settings, plan.parallel, len(plan.runs))
+    elif not dry_run:
+        plan_slots(resolved_options(experiment, plan)[1], plan.parallel, len(plan.runs))
     if dry_run:
-        return _dry_run(experiment, plan, settings, resuming=resume is not None)
+        return _dry_run(experiment, plan, resuming=resume is not None)
     return run_plan(experiment, plan, echo=echo, resuming=resume is not None, on_run_completed=on_run_completed,
                     decide=decide)
 
@@ -109,6 +110,21 @@ def _sequential_plan(experiment: Experiment, modes: list[str], seeds: list[int] 
                      fail_fast=fail_fast)
     plan.sequential = state
     return plan
+
+
+def resolved_options(experiment: Experiment, plan: Plan) -> tuple[RunOptions, RunSettings, list[str]]:
+    """The plan's options with ``auto`` (backend, GPUs) resolved once for this invocation, the settings
+    they give, and the notices to show once. On Ray each node resolves for itself.
+
+    Raises:
+        UsageError, PlanError: a GPU request this machine cannot meet.
+        EngineUnavailableError: --backend docker, and no engine answers.
+    """
+    options = plan.run_options()
+    notes: list[str] = []
+    if plan.executor != "ray":
+        options, notes = resolve_options(options, resolve_settings(experiment.config, options).gpus)
+    return options, resolve_settings(experiment.config, options), notes
 
 
 def resume_plan(experiment: Experiment, plan_id: str = "latest", *, fail_fast: bool = False,
@@ -164,10 +180,12 @@ def run_plan(experiment: Experiment, plan: Plan, *, echo: Echo | None = print, r
             return PlanResult(plan=plan, failed=[r for r in plan.runs if r.failed],
                               errors_log=plan_dir(experiment, plan.plan_id) / ERRORS_FILENAME, resuming=resuming,
                               nothing_to_do=True)
+        options, settings, notices = resolved_options(experiment, plan)
         # On Ray the cluster places runs; local slots would only mislead.
-        settings = resolve_settings(experiment.config, plan.run_options())
         slots, notes = ([Slot()], []) if plan.executor == "ray" else plan_slots(settings, plan.parallel, len(todo))
         if echo:
+            for notice in notices:  # once per plan, before anything runs: not once per run
+                echo(notice)
             verb = "Resuming" if resuming else "Running"
             echo(f"{verb} plan {plan.plan_id}: {len(todo)} of {len(plan.runs)} runs "
                  f"({', '.join(plan.modes)} × seeds {','.join(map(str, plan.seeds))})"
@@ -184,7 +202,8 @@ def run_plan(experiment: Experiment, plan: Plan, *, echo: Echo | None = print, r
                 runner = RayExecutor(experiment, plan, progress, settings=settings, resuming=resuming,
                                      on_run_completed=on_run_completed)
             else:
-                runner = LocalExecutor(experiment, plan, progress, slots=slots, on_run_completed=on_run_completed)
+                runner = LocalExecutor(experiment, plan, progress, slots=slots, options=options,
+                                       on_run_completed=on_run_completed)
             if going and decide is not None:
                 drive(experiment.path, plan, run_pending=lambda runs: _run_some(runner, runs), save=runner.save,
                       decide=decide, echo=progress.log if echo else None)
@@ -201,10 +220,19 @@ def _run_some(runner: Executor, runs: list) -> bool:
     return not runner._stop
 
 
-def _dry_run(experiment: Experiment, plan: Plan, settings: RunSettings, resuming: bool) -> PlanResult:
-    """The plan as it would run (nothing is run, no plan is saved)."""
+def _dry_run(experiment: Experiment, plan: Plan, resuming: bool) -> PlanResult:
+    """The plan as it would run, each run with its resolved settings (nothing is run, no plan is saved)."""
+    options, settings, notices = resolved_options(experiment, plan)
     pending = [r for r in plan.runs if r.status != "completed"]
     slots, notes = ([Slot()], []) if plan.executor == "ray" else \
         plan_slots(settings, plan.parallel, max(1, len(pending)))
+    image = run_image(experiment, options.backend) if plan.executor != "ray" else "chosen on each node"
+    described = {}
+    for k, run in enumerate(pending):
+        slot = slots[k % len(slots)]
+        described[id(run)] = describe_settings(settings, backend=options.backend if plan.executor != "ray" else
+                                               f"{options.backend} (on each node)", image=image,
+                                               cpuset=slot.cpuset, gpu_ids=slot.gpu_ids)
     return PlanResult(plan=plan, failed=[], errors_log=plan_dir(experiment, plan.plan_id) / ERRORS_FILENAME,
-                      dry_run=True, resuming=resuming, slots=len(slots), notes=notes)
+                      dry_run=True, resuming=resuming, slots=len(slots), notes=notices + notes,
+                      run_settings=[described.get(id(r), "") for r in plan.runs])

@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 
 from harness.errors import PlanError, UsageError
+from harness.host_gpus import GpuInfo, detect_gpus  # noqa: F401  (re-exported: ray_task, tests)
 from harness.settings import GpuRequest, RunSettings
 
 BANDWIDTH_NOTE = ("Note: parallel runs share the machine's memory bandwidth, caches and disk; their timings "
@@ -31,41 +32,6 @@ class Slot:
         if self.cpuset:
             parts.append(f"cpuset {self.cpuset}")
         return " ".join(parts) or "whole machine"
-
-
-@dataclass
-class GpuInfo:
-    """A GPU as NVML sees it; ``busy`` when some process already computes on it."""
-
-    index: str
-    uuid: str
-    busy: bool = False
-
-
-def detect_gpus() -> tuple[list[GpuInfo], str | None]:
-    """The host's GPUs from NVML, or ([], why not) when there is no driver."""
-    try:
-        import pynvml
-    except ImportError:
-        return [], "nvidia-ml-py is not installed"
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as e:
-        return [], f"no NVIDIA driver ({e})"
-    try:
-        gpus = []
-        for i in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(i)
-            uuid = pynvml.nvmlDeviceGetUUID(handle)
-            uuid = uuid.decode() if isinstance(uuid, bytes) else uuid
-            try:
-                busy = bool(pynvml.nvmlDeviceGetComputeRunningProcesses(handle))
-            except pynvml.NVMLError:
-                busy = False
-            gpus.append(GpuInfo(index=str(i), uuid=uuid, busy=busy))
-        return gpus, None
-    finally:
-        pynvml.nvmlShutdown()
 
 
 def available_cpus() -> list[int]:
