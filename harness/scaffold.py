@@ -77,7 +77,7 @@ def default_config(competition: str, framework: str) -> ExperimentConfig:
         epochs=2,
         batch_size=32,
         data_dir="data",
-        resources=Resources(cpus=None, memory="8g", gpus="none", shm_size="2g"),
+        resources=Resources(cpus=None, memory="8g", gpus="auto", shm_size="2g"),
         sampling_interval=1.0,
         parameters=dict(PARAMETERS),
     )

@@ -27,7 +27,7 @@ GROUPS = {
     "harness": "core", "harness.errors": "core", "harness.env": "core", "harness.__main__": "cli",
     "harness.safe_json": "core", "harness.names": "core", "harness.run_numbers": "core", "harness.overrides": "base",
     "harness.config": "base", "harness.experiment": "base", "harness.settings": "base",
-    "harness.package_data": "base", "harness.code": "base",
+    "harness.package_data": "base", "harness.code": "base", "harness.host_gpus": "base",
     "harness.nofollow": "core", "harness.envfilter": "core", "harness.diskspace": "core",
     "harness.results": "results", "harness.monitor": "monitor", "harness.optimizer": "optimizer",
     "harness.agent": "agent", "harness.manifest": "agent", "harness.autoinstrument": "agent",

@@ -109,3 +109,11 @@ def test_harness_run_says_it_once_for_the_whole_plan(monkeypatch: pytest.MonkeyP
     assert "GPU" not in result.output.replace("GPUs", "")  # auto became none here, and nothing says so
     state = json.loads(next((exp / "results" / "plans").glob("*/state.json")).read_text())
     assert state["options"]["backend"] == "auto"  # the plan keeps the choice; each invocation resolves it
+
+
+def test_new_experiments_ask_for_auto(tmp_path: Path) -> None:
+    from harness.scaffold import create_experiment
+
+    for framework in ("pytorch", "tensorflow"):
+        path = create_experiment("birds", framework, root=tmp_path / framework)
+        assert json.loads((path / "experiment_config.json").read_text())["resources"]["gpus"] == "auto"
