@@ -93,9 +93,9 @@ class GpuRequest:
 
         if assigned:
             return [DeviceRequest(device_ids=[str(g) for g in assigned], capabilities=[["gpu"]])]
-        if self.spec == "none":
+        if self.spec in ("none", "auto"):  # auto is resolved before a run (backends.resolve_gpus); unresolved: none
             return []
-        if self.spec in ("all", "auto"):  # auto reaches a container only when resolved elsewhere; all, then
+        if self.spec == "all":
             return [DeviceRequest(count=-1, capabilities=[["gpu"]])]
         if self.spec.startswith("count:"):
             return [DeviceRequest(count=int(self.spec[6:]), capabilities=[["gpu"]])]

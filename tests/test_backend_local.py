@@ -84,7 +84,9 @@ def test_auto_falls_back_to_local_with_one_line(tiny_experiment, monkeypatch):
     exp = tiny_experiment({"baseline": "print('ran')\n"})
     outcome, lines = _run(exp, options=RunOptions(backend="auto"))
     assert outcome.backend == "local" and outcome.status == "completed"
-    assert lines[0] == "No Docker engine answered; running as a local process (backend: local)."
+    assert lines[0] == ("No Docker engine: running as local processes, with no container isolation, because the "
+                        "Docker engine at tcp://127.0.0.1:9 does not answer (connection refused); fix: start the "
+                        "engine: sudo systemctl start docker (or run dockerd), or choose --backend local.")
 
 
 def test_sigint_to_harness_run_records_interrupted(tiny_experiment, tmp_path):
