@@ -13,6 +13,7 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness import hardware
 from harness.envfilter import env_manifest
 
 if TYPE_CHECKING:
@@ -63,17 +64,6 @@ def framework_info() -> tuple[dict[str, Any] | None, str | None]:
     return None, None
 
 
-def cpu_model() -> str | None:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
-
-
 def git_commit(start: Path) -> str | None:
     """HEAD of the git repository holding ``start``, read from ``.git`` (git may not be installed)."""
     for folder in [start, *start.parents]:
@@ -122,7 +112,7 @@ def environment_manifest(sampler: ResourceSampler, *, seed: int | None, cwd: Pat
         "cuda_driver": gpu.cuda_driver if gpu is not None else None,
         "gpus": gpu.names() if gpu is not None else [],
         "gpu_unavailable": (gpu.reason if gpu is not None and not gpu.available else None),
-        "cpu_model": cpu_model(),
+        "cpu_model": hardware.cpu_model(),
         "cpu_count": os.cpu_count(),
         "cgroup": sampler.describe(),
         "hostname": socket.gethostname(),

@@ -7,20 +7,20 @@ The driver side: it connects (or starts a local cluster), ships the experiment t
 
 from __future__ import annotations
 
-import math
 import os
 import shutil
-import socket
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from harness.backends import new_run_id
-from harness.errors import MissingDependencyError, PlanError, UsageError
+from harness.errors import MissingDependencyError
 from harness.experiment import Experiment
 from harness.plan.executor import Executor
 from harness.plan.model import PLAN_STATUSES, Plan, PlannedRun
+from harness.plan.ray_connect import connect
+from harness.plan.ray_nodes import NodeScheduler, Placement, alive_nodes, probe_hardware
 from harness.plan.ray_task import pack_experiment, remove_leftovers_task, run_task, unpack
 from harness.results.io import load_results_file, update_run
 from harness.results.schema import RESULTS_FILENAME
@@ -29,6 +29,8 @@ from harness.settings import RunSettings
 RAY_HINT = "pip install 'harness[ray]'"
 # How long a cancelled task may take to stop its container and send back what it measured.
 CANCEL_GRACE_S = 60.0
+# How often the driver looks for nodes that joined or left while runs wait.
+NODE_REFRESH_S = 10.0
 
 
 def check_ray() -> None:
@@ -40,55 +42,13 @@ def check_ray() -> None:
 
 
 def task_resources(settings: RunSettings) -> tuple[float, float]:
-    """(num_cpus, num_gpus) one run asks Ray for.
+    """(num_cpus, num_gpus) one run needs at least (without --parallel it takes its node's whole CPU count).
 
     Raises:
         UsageError: for ``--gpus all``, which names no number Ray could reserve.
     """
     num_cpus = float(settings.cpus) if settings.cpus is not None else 1.0
     return num_cpus, settings.gpus.ray_gpus()
-
-
-def _connect(address: str | None) -> bool:
-    """Connect to the cluster (or start a local one); True when this call did the connecting."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if address and address not in ("auto", "local") and not address.startswith("ray://"):
-        _check_reachable(address)
-    kwargs: dict[str, Any] = {"log_to_driver": False, "configure_logging": False}
-    if address is None and not os.environ.get("RAY_ADDRESS"):
-        kwargs["include_dashboard"] = False
-    try:
-        ray.init(address=address, **kwargs)
-    except (ConnectionError, RuntimeError, ValueError) as e:
-        raise PlanError(f"cannot reach the Ray cluster at {address or 'RAY_ADDRESS'}: {e}",
-                        hint="start one with `ray start --head`, and pass its address with --address") from e
-    return True
-
-
-def _check_reachable(address: str, timeout: float = 5.0) -> None:
-    """Fail in seconds on a wrong address; ray.init retries an unreachable one for minutes."""
-    host, _, port = address.rpartition(":")
-    if not host or not port.isdigit():
-        raise UsageError(f"--address must be HOST:PORT, e.g. 10.0.0.5:6379 (got {address!r})")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except OSError as e:
-        raise PlanError(f"no Ray cluster answers at {address} ({e.strerror or e})",
-                        hint="start one with `ray start --head --port PORT` and pass its address") from e
-
-
-def _capacity(num_cpus: float, num_gpus: float) -> int:
-    """How many runs the cluster can hold at once now (at least 1: Ray queues the rest)."""
-    import ray
-
-    total = ray.cluster_resources()
-    fits = [total.get("CPU", 0) / num_cpus] if num_cpus > 0 else []
-    if num_gpus > 0:
-        fits.append(total.get("GPU", 0) / num_gpus)
-    return max(1, math.floor(min(fits))) if fits else 1
 
 
 def cleanup_nodes(plan_id: str) -> int:
@@ -115,8 +75,8 @@ def _bring_home(data: bytes, run_dir: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _annotate(run_dir: Path, reply: dict[str, Any]) -> None:
-    """Record where the run ran and which GPUs Ray gave it in its results.json."""
+def _annotate(run_dir: Path, reply: dict[str, Any], placement: Placement | None = None) -> None:
+    """Record where the run ran, on what hardware, and which GPUs Ray gave it in its results.json."""
     try:
         data = load_results_file(run_dir / RESULTS_FILENAME)
     except Exception:  # noqa: BLE001 - a run killed before results.json: state.json still has it
@@ -129,6 +89,13 @@ def _annotate(run_dir: Path, reply: dict[str, Any]) -> None:
                      "assigned_gpus": list(reply.get("assigned_gpus") or []),
                      "gpus_passed": list(reply.get("gpus_passed") or []), "gpu_note": reply.get("gpu_note") or None,
                      "harness_version": reply.get("harness_version")}
+    if reply.get("hardware"):
+        fields["hardware"] = reply["hardware"]
+    if placement is not None and placement.slots > 1:
+        fields["parallel"] = {"runs_at_once": placement.slots, "cpuset": reply.get("cpuset"),
+                              "gpus": list(reply.get("assigned_gpus") or []),
+                              "note": f"--parallel: {placement.slots} runs at a time on host "
+                                      f"{(reply.get('hardware') or {}).get('hostname') or placement.node.host}"}
     update_run(run_dir, base=data, **fields)
 
 
@@ -152,7 +119,7 @@ class RayExecutor(Executor):
         check_ray()
         import ray
 
-        connected = _connect(self.plan.address)
+        connected = connect(self.plan.address)
         try:
             if self.resuming:
                 removed = cleanup_nodes(self.plan.plan_id)
@@ -164,38 +131,60 @@ class RayExecutor(Executor):
             if connected:
                 ray.shutdown()
 
+    def _nodes(self, known: dict[str, Any]) -> list[Any]:
+        """The alive nodes, each asked once for its hardware."""
+        nodes = [known.setdefault(n.node_id, n) for n in alive_nodes()]
+        probe_hardware(nodes)
+        return nodes
+
     def _run_tasks(self, todo: list[PlannedRun]) -> None:
         import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         exp = self.experiment
         num_cpus, num_gpus = task_resources(self.settings)
+        known: dict[str, Any] = {}
+        scheduler = NodeScheduler(self._nodes(known), parallel=self.plan.parallel,
+                                  cpus_per_run=self.settings.cpus, gpus_per_run=num_gpus)
         data_source = str(exp.data_dir) if exp.data_dir.is_dir() and any(exp.data_dir.iterdir()) else None
         tar_ref = ray.put(pack_experiment(exp.path, exp.config.data_dir))
         remote = ray.remote(run_task)
         queue = list(todo)
-        in_flight: dict[Any, PlannedRun] = {}
+        in_flight: dict[Any, tuple[PlannedRun, Placement]] = {}
+        refreshed = time.monotonic()
         try:
             while queue or in_flight:
-                while queue and not self._stop and len(in_flight) < _capacity(num_cpus, num_gpus):
-                    run = queue.pop(0)
+                if queue and time.monotonic() - refreshed > NODE_REFRESH_S:
+                    scheduler.update(self._nodes(known))  # nodes that joined or left
+                    refreshed = time.monotonic()
+                while queue and not self._stop and (choice := scheduler.pick(queue)) is not None:
+                    run, place = choice
+                    queue.remove(run)
                     self.begin(run, new_run_id(run.seed), remote=True)
                     spec = {"mode": run.mode, "seed": run.seed, "run_id": run.run_id, "plan_id": self.plan.plan_id,
                             "options": dict(self.plan.options), "data_dir": exp.config.data_dir,
-                            "data_source": data_source, "one_off_modes": self.plan.one_off_modes}
-                    in_flight[remote.options(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=1,
-                                             name=f"harness {run.mode} seed {run.seed}").remote(tar_ref, spec)] = run
+                            "data_source": data_source, "one_off_modes": self.plan.one_off_modes,
+                            "slot": [place.slot, place.slots],
+                            "cpus_per_run": self.settings.cpus, "hardware": place.node.hardware}
+                    strategy = NodeAffinitySchedulingStrategy(place.node.node_id, soft=False)
+                    ref = remote.options(num_cpus=place.num_cpus, num_gpus=place.num_gpus, max_retries=0,
+                                         scheduling_strategy=strategy,
+                                         name=f"harness {run.mode} seed {run.seed}").remote(tar_ref, spec)
+                    in_flight[ref] = (run, place)
                 if not in_flight:
                     break
                 done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
                 for ref in done:
-                    self._record(in_flight.pop(ref), ref)
+                    run, place = in_flight.pop(ref)
+                    scheduler.release(place)
+                    self._record(run, ref, place)
                 if self._stop and not in_flight:
                     break
         except KeyboardInterrupt:
             self._cancel(in_flight)
             raise
 
-    def _record(self, run: PlannedRun, ref: Any) -> None:
+    def _record(self, run: PlannedRun, ref: Any, place: Placement | None = None) -> None:
         """Bring one task's results home and record how the run ended."""
         import ray
         from ray.exceptions import RayError, TaskCancelledError
@@ -213,12 +202,13 @@ class RayExecutor(Executor):
         run_dir = self.run_dir(run)
         if reply.get("results_tar"):
             _bring_home(reply["results_tar"], run_dir)
-            _annotate(run_dir, reply)
+            _annotate(run_dir, reply, place)
         status = reply["status"] if reply["status"] in PLAN_STATUSES and reply["status"] not in ("pending", "running") \
             else "failed"
         run.wall_time, run.backend = reply.get("wall_time"), reply.get("backend")
         run.node = reply.get("node_id")
         run.gpus = list(reply.get("assigned_gpus") or [])
+        run.cpuset = reply.get("cpuset")
         notes = [reply.get("message") or ("" if status == "completed" else f"exit code {reply.get('exit_code')}")]
         if reply.get("hostname"):
             notes.append(f"node {reply['hostname']} ({(reply.get('node_id') or '')[:12]})")
@@ -226,7 +216,7 @@ class RayExecutor(Executor):
             notes.append(reply["gpu_note"])
         self.finish(run, status, "; ".join(n for n in notes if n), run_dir if run_dir.is_dir() else None)
 
-    def _cancel(self, in_flight: dict[Any, PlannedRun]) -> None:
+    def _cancel(self, in_flight: dict[Any, tuple[PlannedRun, Placement]]) -> None:
         """Ctrl-C: ask the running tasks to stop (their backends stop the runs), keep what they send back."""
         import ray
 
@@ -236,8 +226,9 @@ class RayExecutor(Executor):
         while in_flight and time.monotonic() < deadline:
             done, _ = ray.wait(list(in_flight), num_returns=1, timeout=1.0)
             for ref in done:
-                self._record(in_flight.pop(ref), ref)
-        for ref, run in in_flight.items():
+                run, place = in_flight.pop(ref)
+                self._record(run, ref, place)
+        for ref, (run, _place) in in_flight.items():
             ray.cancel(ref, force=True)
             run.status, run.ended, run.message = "interrupted", time.time(), "stopped by Ctrl-C"
         self.save()

@@ -106,6 +106,17 @@ def _link_data(experiment_dir: Path, data_dir: str, source: str | None) -> str:
     return source
 
 
+def _slot_cpuset(spec: dict[str, Any], has_gpus: bool) -> str | None:
+    """With --parallel on a node, this run's own CPU set (slot i of n), as on one machine."""
+    slot, slots = spec.get("slot") or (0, 1)
+    if slots <= 1 or has_gpus:
+        return None
+    from harness.plan.slots import available_cpus, cpu_slots
+
+    sets = cpu_slots(available_cpus(), slots, spec.get("cpus_per_run"))
+    return sets[slot] if slot < len(sets) else None
+
+
 def run_task(experiment_tar: bytes, spec: dict[str, Any]) -> dict[str, Any]:
     """The Ray task body: unpack, run one (mode, seed) with the node's backend, pack the results.
 
@@ -116,6 +127,7 @@ def run_task(experiment_tar: bytes, spec: dict[str, Any]) -> dict[str, Any]:
     import ray
 
     from harness import __version__
+    from harness.hardware import node_hardware
     from harness.backends import RunOptions, RunRequest, run_mode
     from harness.errors import HarnessError
     from harness.experiment import load_experiment
@@ -127,6 +139,7 @@ def run_task(experiment_tar: bytes, spec: dict[str, Any]) -> dict[str, Any]:
         "run_id": spec["run_id"], "node_id": ctx.get_node_id(), "hostname": socket.gethostname(),
         "node_ip": ray.util.get_node_ip_address(), "assigned_gpus": assigned, "gpus_passed": [],
         "gpu_note": "", "harness_version": __version__, "results_tar": None, "log": [],
+        "hardware": node_hardware(), "cpuset": None,
     }
     log: list[str] = reply["log"]
     with tempfile.TemporaryDirectory(prefix="harness-ray-") as tmp:
@@ -141,9 +154,10 @@ def run_task(experiment_tar: bytes, spec: dict[str, Any]) -> dict[str, Any]:
             if gpu_ids is None:
                 # Only GPUs Ray handed to this task may be used; none real means none at all.
                 options.gpus = "none"
+            reply["cpuset"] = _slot_cpuset(spec, bool(assigned))
             request = RunRequest(experiment=experiment, mode=spec["mode"], seed=spec["seed"], options=options,
                                  run_id=spec["run_id"], plan_id=spec["plan_id"], gpu_ids=gpu_ids,
-                                 echo=log.append)
+                                 cpuset=reply["cpuset"], echo=log.append)
             outcome = run_mode(request)
         except HarnessError as e:
             reply.update(status="failed", exit_code=None, backend=None, wall_time=0.0,
