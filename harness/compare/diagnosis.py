@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from harness.compare import stats
+from harness.compare import nodes, stats
 
 if TYPE_CHECKING:
     from harness.compare.analysis import Comparison, RunData
@@ -49,6 +49,7 @@ def diagnose(comp: Comparison) -> None:
     _resolution(comp)
     _stability(comp)
     _fairness(comp)
+    nodes.node_fairness(comp)
     _quality(comp)
 
 

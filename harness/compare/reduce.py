@@ -94,6 +94,7 @@ class RunData:
     summary: dict[str, Any]
     rebuilt: bool = False
     parallel: dict[str, Any] | None = None  # set when the plan ran this run beside others
+    hardware: dict[str, Any] | None = None  # the node's machine, recorded by --executor ray
 
     @property
     def unstable(self) -> bool:
@@ -262,7 +263,8 @@ def reduce_run(result: RunResult) -> RunData:
         experiment_name=result.experiment_name, values=values, steps=steps, batch_index=index,
         step_times=step, batch_dt=dt, data_wait=wait, batch_sizes=sizes, losses=losses, accuracies=accs,
         resource_usage=ru, custom_metrics=_dict(metrics.get("custom")), summary=summary, rebuilt=result.rebuilt,
-        parallel=run.get("parallel") if isinstance(run.get("parallel"), dict) else None)
+        parallel=run.get("parallel") if isinstance(run.get("parallel"), dict) else None,
+        hardware=run.get("hardware") if isinstance(run.get("hardware"), dict) else None)
 
 
 def load_run_fast(run_dir: Path) -> RunResult:
