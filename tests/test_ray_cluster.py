@@ -173,6 +173,12 @@ def test_recipe_plan_connects_with_the_token_one_run_per_machine_both_modes_per_
         assert hw["gpu_count"] == 0 and hw["gpu_names"] == []
         assert data["run"]["ray"]["node_id"] == r["node"]
         assert "parallel" not in data["run"] or not data["run"]["parallel"]
+    shown = cluster.harness("compare", "--format", "json", "--no-plots", cwd=exp)
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    comparison = json.loads(shown.stdout)["comparison"]
+    # The same machine ran both modes: nothing confounds node with mode, no hardware difference.
+    assert not any("cannot separate node from mode" in w for w in comparison["warnings"]), comparison["warnings"]
+    assert not any("different hardware" in f or "in parallel" in f for f in comparison["fairness"])
 
 
 @pytest.mark.timeout(600)
