@@ -47,7 +47,7 @@ ALLOWED = {
     "compare": {"results", "base", "core"},
     "engine": {"core"},
     "images": {"engine", "base", "core"},
-    "backends": {"agent", "results", "images", "engine", "base", "core"},
+    "backends": {"agent", "monitor", "results", "images", "engine", "base", "core"},
     "plan": {"backends", "results", "base", "core"},
     "check": {"engine", "images", "base", "core"},
     "scaffold": {"base", "core"},
