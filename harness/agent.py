@@ -30,6 +30,7 @@ from harness import autoinstrument
 from harness import env as envvars
 from harness.manifest import environment_manifest
 from harness.monitor.events import EventWriter
+from harness.monitor.process_tree import CONTAINER_CGROUP, CPU_SOURCES
 from harness.monitor.sampler import ResourceSampler, SamplerThread
 from harness.results.build import build_results, incomplete_reason
 from harness.results.events import read_events
@@ -48,6 +49,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, help="seconds before the script is stopped (status timeout)")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between resource samples")
     parser.add_argument("--backend")
+    parser.add_argument("--cpu-source", choices=CPU_SOURCES, default=CONTAINER_CGROUP,
+                        help="whose CPU and memory to sample: the cgroup we are in, or our process tree")
     parser.add_argument("--config", type=Path, help="experiment_config.json (read for batch_size and the manifest)")
     parser.add_argument("--plan-id", help="the plan this run belongs to (recorded in results.json)")
     parser.add_argument("--image", help="the image the run's container runs (recorded in results.json)")
@@ -72,14 +75,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def agent_command(*, python: str, command: list[str], mode: str, results: str, run_id: str, experiment: str,
                   interval: float, backend: str, config: str, seed: int | None = None,
                   timeout: float | None = None, plan_id: str | None = None, image: str | None = None,
-                  image_id: str | None = None, instrument: bool = True) -> list[str]:
+                  image_id: str | None = None, instrument: bool = True,
+                  cpu_source: str = CONTAINER_CGROUP) -> list[str]:
     """The command line that runs the agent on the mode's ``command``: what :func:`parse_args` reads.
 
     Built here, beside the parser, so that the backends (container or local process) cannot
     drift from what the agent accepts.
     """
     cmd = [python, "-m", "harness.agent", "--mode", mode, "--results", results, "--run-id", run_id,
-           "--experiment", experiment, "--interval", str(interval), "--backend", backend, "--config", config]
+           "--experiment", experiment, "--interval", str(interval), "--backend", backend, "--config", config,
+           "--cpu-source", cpu_source]
     optional = (("--seed", seed), ("--timeout", timeout), ("--plan-id", plan_id), ("--image", image),
                 ("--image-id", image_id))
     for flag, value in optional:
@@ -215,7 +220,7 @@ def run(argv: list[str]) -> int:
     experiment = args.experiment or os.environ.get(envvars.EXPERIMENT) or ""
     config = load_config(args.config)
     writer = EventWriter(events_path)
-    sampler = ResourceSampler(track_pids=_CachedTree(os.getpid()))
+    sampler = ResourceSampler(track_pids=_CachedTree(os.getpid()), source=args.cpu_source)
     started_at, start_m = time.time(), time.monotonic()
     where = {"backend": args.backend, "image": args.image, "plan_id": args.plan_id, "node": socket.gethostname()}
     writer.emit("run_start", run_id=run_id, mode=args.mode, seed=args.seed, experiment=experiment,

@@ -111,10 +111,16 @@ def code_digest(experiment_dir: Path) -> str:
     return combine_digests(code_digests(experiment_dir))
 
 
+def code_record(experiment_dir: Path) -> dict[str, object]:
+    """What a run's record keeps of its code: the digest and the per-file digests (compare names the files)."""
+    digests = code_digests(experiment_dir)
+    return {"digest": combine_digests(digests), "files": digests}
+
+
 def differing_files(old: dict[str, str], new: dict[str, str]) -> list[str]:
     """Paths added, removed or changed between two :func:`code_digests` maps, sorted."""
     return sorted(rel for rel in set(old) | set(new) if old.get(rel) != new.get(rel))
 
 
-__all__ = ["code_files", "code_digests", "code_digest", "combine_digests", "differing_files", "file_digest",
+__all__ = ["code_files", "code_digests", "code_digest", "code_record", "combine_digests", "differing_files", "file_digest",
            "is_never_code"]

@@ -27,5 +27,6 @@ IMAGE = "HARNESS_IMAGE"
 IMAGE_ID = "HARNESS_IMAGE_ID"
 PLAN_ID = "HARNESS_PLAN_ID"
 # Read on the host.
+LOCAL_CGROUP = "HARNESS_LOCAL_CGROUP"  # "0": local runs get no cgroup of their own (process-tree source)
 BUILD_NETWORK = "HARNESS_BUILD_NETWORK"  # network of `docker build` (default: the engine's default)
 REQUIRE_DOCKER = "HARNESS_REQUIRE_DOCKER"  # tests: fail instead of skipping without an engine

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from harness import __version__
+from harness.code import code_digests, code_files, combine_digests
 from harness.engine import docker_client, engine_message
 from harness.errors import ImageBuildError, UsageError
 from harness.image_context import _git, _source_hash, assemble_framework_context, build_harness_wheel
@@ -220,43 +221,30 @@ def build_framework_images(*, frameworks: Iterable[str] = FRAMEWORKS, bootstrap:
 
 
 # --------------------------------------------------------------------------- experiment images
-_ALWAYS_EXCLUDED = (".git", "**/__pycache__", "**/*.pyc", ".ipynb_checkpoints", "**/.DS_Store")
-
-
 def experiment_context_files(experiment: "Experiment") -> list[str]:
-    """Files (relative paths) that go into the experiment image: code, config, requirements.
+    """Files (relative paths) that go into the experiment image: the experiment's code.
 
-    Honours ``.dockerignore`` and never sends results/ or the data folder (mounted read-only
-    at run time, and possibly huge).
+    One definition with the run record's (``harness.code.code_files``): ``.dockerignore``
+    honoured, and never results/, the data folder (mounted read-only at run time, and possibly
+    huge), logs, outputs or caches.
     """
-    from docker.utils.build import exclude_paths
-
-    root = experiment.path
-    patterns = list(_ALWAYS_EXCLUDED) + ["results", experiment.config.data_dir.rstrip("/")]
-    ignore = root / ".dockerignore"
-    if ignore.is_file():
-        patterns += [ln.strip() for ln in ignore.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
-    paths = exclude_paths(str(root), patterns)
-    return sorted(p for p in paths if (root / p).is_file() and not (root / p).is_symlink())
+    return code_files(experiment.path)
 
 
 def _fallback_dockerfile() -> str:
     return (docker_dir() / "Dockerfile.experiment").read_text()
 
 
-def experiment_hash(experiment: "Experiment", base_image_id: str, files: list[str] | None = None) -> str:
-    """sha256 over the framework image id and every file the image is built from."""
-    files = experiment_context_files(experiment) if files is None else files
+def experiment_hash(experiment: "Experiment", base_image_id: str, digests: dict[str, str] | None = None) -> str:
+    """sha256 over the framework image id and the experiment's code (its per-file digests and modes)."""
+    digests = code_digests(experiment.path) if digests is None else digests
     h = hashlib.sha256()
     h.update(base_image_id.encode())
-    if "Dockerfile" not in files:
+    if "Dockerfile" not in digests:
         h.update(_fallback_dockerfile().encode())
-    for rel in files:
-        path = experiment.path / rel
-        h.update(b"\0" + rel.encode() + b"\0" + (b"x" if os.access(path, os.X_OK) else b"-"))
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+    for rel in sorted(digests):
+        executable = os.access(experiment.path / rel, os.X_OK)
+        h.update(b"\0" + rel.encode() + b"\0" + (b"x" if executable else b"-") + digests[rel].encode())
     return h.hexdigest()
 
 
@@ -314,8 +302,9 @@ def ensure_experiment_image(experiment: "Experiment", *, rebuild: bool = False, 
         # The agent inside would be older than this checkout: measurements may differ from what you read.
         echo(f"warning: {base} was built from other harness code than this checkout; "
              f"rebuild it with `harness build --framework {experiment.config.framework}`")
-    files = experiment_context_files(experiment)
-    digest = experiment_hash(experiment, base_id, files)
+    digests = code_digests(experiment.path)
+    files = sorted(digests)
+    digest = experiment_hash(experiment, base_id, digests)
     tag = f"harness-{experiment.name}:{digest[:12]}"
     if not rebuild and image_exists(client, tag):
         return tag
@@ -331,7 +320,7 @@ def ensure_experiment_image(experiment: "Experiment", *, rebuild: bool = False, 
         stream_build(client, echo=echo, what=tag, fileobj=archive, custom_context=True, dockerfile=dockerfile,
                      tag=tag, buildargs={"BASE_IMAGE": base}, pull=False, nocache=rebuild,
                      labels={"harness.experiment": experiment.name, "harness.content_hash": digest,
-                             "harness.base_image": base},
+                             "harness.code_digest": combine_digests(digests), "harness.base_image": base},
                      network_mode=None if network == "default" else network)
     finally:
         archive.close()

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from harness.backends.request import RunOutcome, RunRequest, new_run_id
 from harness.experiment import Experiment
-from harness.settings import GpuRequest, RunOptions
+from harness.settings import GpuRequest, RunOptions, RunSettings
 
 
 def resolve_backend(name: str) -> tuple[str, str | None]:
@@ -114,6 +114,19 @@ def run_mode(request: RunRequest) -> RunOutcome:
     return run_local(request)
 
 
+def limits_warning(settings: RunSettings, backend: str) -> str | None:
+    """One line naming every setting a local run will not enforce (None for Docker, or when all are).
+
+    Found by making and removing a cgroup, as the runs will; said once, before a plan starts.
+    """
+    if resolve_backend(backend)[0] != "local":
+        return None
+    from harness.backends.local import cgroup_allowed
+    from harness.backends.local_limits import Wanted, probe, warning_line
+
+    return warning_line(probe(Wanted.from_settings(settings), allow_cgroup=cgroup_allowed()))
+
+
 def cleanup_plan(plan_id: str) -> int:
     """Remove what a dead ``harness run`` of this plan left (containers, local agents); returns containers removed."""
     from harness.backends.cleanup import cleanup_plan as cleanup
@@ -128,6 +141,5 @@ def stop_plan(plan_id: str) -> None:
     stop(plan_id)
 
 
-__all__ = ["RunOptions", "RunOutcome", "RunRequest", "cleanup_plan", "new_run_id", "resolve_backend", "resolve_gpus",
-           "resolve_options", "run_image", "run_mode",
-           "stop_plan", "validate_options"]
+__all__ = ["RunOptions", "RunOutcome", "RunRequest", "cleanup_plan", "limits_warning", "new_run_id", "resolve_backend",
+           "resolve_gpus", "resolve_options", "run_image", "run_mode", "stop_plan", "validate_options"]

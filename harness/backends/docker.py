@@ -179,12 +179,17 @@ def run_in_docker(request: RunRequest) -> RunOutcome:
     """
     from docker.errors import APIError, ImageNotFound
 
+    from harness.backends.local_limits import Wanted, container_limits
     from harness.backends.settle import finish_run, open_run_log, prepare_run_dir
+    from harness.code import code_record
+    from harness.monitor.process_tree import CONTAINER_CGROUP
 
     exp = request.experiment
     exp.mode_spec(request.mode)  # unknown mode -> UsageError before anything is built
     echo = request.echo
     image = ensure_experiment_image(exp, rebuild=request.options.rebuild, echo=echo or (lambda _: None))
+    record = {"cpu_source": CONTAINER_CGROUP, "code": code_record(exp.path),
+              "limits": container_limits(Wanted.from_settings(request.settings(), request.cpuset))}
     client = docker_client(timeout=None)
     run_dir = prepare_run_dir(request)
     image_id = client.images.get(image).id
@@ -219,7 +224,7 @@ def run_in_docker(request: RunRequest) -> RunOutcome:
             _remove(container)
     return finish_run(request, run_dir, backend="docker", exit_code=exit_code, interrupted=interrupted,
                       wall_time=time.time() - started, image=image, image_id=image_id,
-                      engine_oom=bool(state.get("OOMKilled")), log_error=log.error)
+                      engine_oom=bool(state.get("OOMKilled")), log_error=log.error, record=record)
 
 
 def _supervise(container: Any, request: RunRequest, log: RunLog) -> tuple[int | None, bool, dict[str, Any]]:

@@ -15,11 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from harness.backends.local_cgroup import CgroupUnavailable, Limits, OwnCgroup, clean_stale, create
-
-OWN_CGROUP = "own cgroup"
-PROCESS_TREE = "process tree"
-CONTAINER_CGROUP = "container cgroup"
-CPU_SOURCES = (OWN_CGROUP, PROCESS_TREE, CONTAINER_CGROUP)
+from harness.monitor.process_tree import OWN_CGROUP, PROCESS_TREE
 
 
 @dataclass(frozen=True)
@@ -90,6 +86,7 @@ class Isolation:
     enforced: dict[str, str] = field(default_factory=dict)
     not_enforced: dict[str, str] = field(default_factory=dict)
     why_no_cgroup: str | None = None
+    cgroup_paths: list[str] = field(default_factory=list)
 
     def preexec(self) -> Callable[[], None] | None:
         enter = self.cgroup.enter_fn() if self.cgroup is not None else None
@@ -104,9 +101,9 @@ class Isolation:
 
     def record(self) -> dict[str, Any]:
         """What goes into results.json: the source and the limits, enforced or not."""
-        return {"cpu_source": self.cpu_source, "enforced": dict(self.enforced),
-                "not_enforced": dict(self.not_enforced), "cgroup": self.cgroup.paths if self.cgroup else None,
-                "why_no_cgroup": self.why_no_cgroup}
+        limits = {"enforced": dict(self.enforced), "not_enforced": dict(self.not_enforced),
+                  "cgroup": self.cgroup_paths or None, "why_no_cgroup": self.why_no_cgroup}
+        return {"cpu_source": self.cpu_source, "limits": limits}
 
     def close(self) -> list[str]:
         """Remove the cgroup (killing stragglers); return directories that could not be removed."""
@@ -126,7 +123,7 @@ def isolate(run_id: str, wanted: Wanted, root: str = "/", allow_cgroup: bool = T
         except CgroupUnavailable as e:
             why = str(e)
         else:
-            iso = Isolation(OWN_CGROUP, cgroup=group, enforced=dict(group.enforced))
+            iso = Isolation(OWN_CGROUP, cgroup=group, enforced=dict(group.enforced), cgroup_paths=group.paths)
             _missing(iso, wanted, "this cgroup lacks the controller")
             iso.not_enforced.update(host_only(wanted))
             return iso
@@ -156,6 +153,24 @@ def probe(wanted: Wanted, root: str = "/", allow_cgroup: bool = True) -> Isolati
     iso = isolate(f"probe{os.getpid()}", wanted, root, allow_cgroup)
     iso.close()
     return iso
+
+
+def container_limits(wanted: Wanted) -> dict[str, Any]:
+    """The record of a Docker run: the engine enforces every setting it is given."""
+    enforced = {}
+    if wanted.cpus is not None:
+        enforced["cpus"] = f"CPU quota of {wanted.cpus:g} cores"
+    if wanted.memory is not None:
+        enforced["memory"] = f"memory limit of {wanted.memory} bytes"
+    if wanted.cpuset is not None:
+        enforced["cpuset"] = f"cpuset {wanted.cpuset}"
+    if wanted.shm is not None:
+        enforced["shm_size"] = f"shm-size {_size(wanted.shm)}"
+    if wanted.network is not None:
+        enforced["network"] = f"network {wanted.network}"
+    if wanted.ipc is not None:
+        enforced["ipc"] = f"ipc {wanted.ipc}"
+    return {"enforced": enforced, "not_enforced": {}}
 
 
 def warning_line(iso: Isolation) -> str | None:

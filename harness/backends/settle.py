@@ -172,11 +172,12 @@ def _write(request: RunRequest, run_dir: Path, data: dict[str, Any], fields: dic
 
 def finish_run(request: RunRequest, run_dir: Path, *, backend: str, exit_code: int | None, interrupted: bool,
                wall_time: float, image: str | None = None, image_id: str | None = None,
-               engine_oom: bool = False, log_error: str | None = None) -> RunOutcome:
+               engine_oom: bool = False, log_error: str | None = None, record: dict[str, Any] | None = None) -> RunOutcome:
     """Settle the run's status, complete its results.json, and return the outcome.
 
     ``interrupted`` means the user stopped harness; a run stopped from outside (``docker kill``,
     ``kill -9`` of a local agent) is a failed run. ``log_error`` says why some output could not be logged.
+    ``record``: what only the backend knows, set as ``run.<key>`` (cpu_source, limits, code).
     """
     data = _load_or_rebuild(run_dir)
     recorded = data["run"].get("status") if data else None
@@ -208,6 +209,7 @@ def finish_run(request: RunRequest, run_dir: Path, *, backend: str, exit_code: i
         fields["gpus"] = [str(g) for g in request.gpu_ids]
     if status != "completed" and not run.get("error"):
         fields["error"] = message
+    fields.update(record or {})
     fields["pids_limit"] = request.settings().pids if backend == "docker" else None
     if incomplete:
         fields["results_incomplete"] = incomplete

@@ -165,9 +165,14 @@ def _env_facts(r: RunData) -> dict[str, Any]:
     cg = env.get("cgroup") or {}
     gpus = env.get("gpus") or []
     gpu_names = tuple(sorted(str(g.get("name", g)) if isinstance(g, dict) else str(g) for g in gpus))
+    limits = r.record.get("limits") or {}
+    enforced = limits.get("enforced") if isinstance(limits, dict) else None
     return {
         "image": r.image,
         "backend": r.backend,
+        "CPU source": r.record.get("cpu_source") or (cg.get("cpu_source") if isinstance(cg, dict) else None),
+        "enforced limits": tuple(sorted(f"{k}={v}" for k, v in enforced.items())) if isinstance(enforced, dict)
+        else None,
         "hardware": (env.get("cpu_model"), env.get("cpu_count"), gpu_names,
                      cg.get("cpu_limit_cores") if isinstance(cg, dict) else None,
                      cg.get("memory_limit_bytes") if isinstance(cg, dict) else None),
@@ -204,6 +209,8 @@ def _fairness(comp: Comparison) -> None:
         if vb != vc:
             comp.fairness.append(f"Modes differ in {key}: {b} {', '.join(sorted(vb))}; "
                                  f"{c} {', '.join(sorted(vc))}.")
+            if key == "image":
+                comp.fairness.extend(_code_files_note(rb, rc))
         elif len(vb) > 1:
             comp.fairness.append(f"Runs within each mode differ in {key}: {', '.join(sorted(vb))}.")
     cfg_b = _merged_config(rb)
@@ -215,6 +222,27 @@ def _fairness(comp: Comparison) -> None:
         more = f" and {len(differ) - 5} more" if len(differ) > 5 else ""
         comp.fairness.append(f"Modes differ in config (expected where this is the optimization itself): "
                              f"{shown}{more}.")
+
+
+def _code_files_note(rb: list[RunData], rc: list[RunData]) -> list[str]:
+    """Which files make the modes' images differ, from the per-file digests the runs recorded."""
+    from harness.code import differing_files
+
+    def files(runs: list[RunData]) -> dict[str, str] | None:
+        for r in runs:
+            code = r.record.get("code")
+            if isinstance(code, dict) and isinstance(code.get("files"), dict):
+                return code["files"]
+        return None
+
+    fb, fc = files(rb), files(rc)
+    if fb is None or fc is None:
+        return []
+    changed = differing_files(fb, fc)
+    if not changed:
+        return ["The modes' code is identical; their images differ in the framework image or harness."]
+    more = f" and {len(changed) - 10} more" if len(changed) > 10 else ""
+    return [f"Files that differ between the modes' code: {', '.join(changed[:10])}{more}."]
 
 
 def _merged_config(runs: list[RunData]) -> dict[str, Any]:

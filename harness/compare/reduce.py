@@ -7,7 +7,7 @@ A reduction is what the compare cache stores (``cache``) and what the statistics
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +95,7 @@ class RunData:
     rebuilt: bool = False
     parallel: dict[str, Any] | None = None  # set when the plan ran this run beside others
     hardware: dict[str, Any] | None = None  # the node's machine, recorded by --executor ray
+    record: dict[str, Any] = field(default_factory=dict)  # what the backend recorded: cpu_source, limits, code
 
     @property
     def unstable(self) -> bool:
@@ -264,7 +265,8 @@ def reduce_run(result: RunResult) -> RunData:
         step_times=step, batch_dt=dt, data_wait=wait, batch_sizes=sizes, losses=losses, accuracies=accs,
         resource_usage=ru, custom_metrics=_dict(metrics.get("custom")), summary=summary, rebuilt=result.rebuilt,
         parallel=run.get("parallel") if isinstance(run.get("parallel"), dict) else None,
-        hardware=run.get("hardware") if isinstance(run.get("hardware"), dict) else None)
+        hardware=run.get("hardware") if isinstance(run.get("hardware"), dict) else None,
+        record={k: run[k] for k in ("cpu_source", "limits", "code") if isinstance(run.get(k), (str, dict))})
 
 
 def load_run_fast(run_dir: Path) -> RunResult:

@@ -14,6 +14,13 @@ import os
 from typing import Any
 
 
+# Whose CPU and memory a run's samples describe (results record it; compare warns when modes differ).
+CONTAINER_CGROUP = "container cgroup"
+OWN_CGROUP = "own cgroup"
+PROCESS_TREE = "process tree"
+CPU_SOURCES = (CONTAINER_CGROUP, OWN_CGROUP, PROCESS_TREE)
+
+
 def affinity_cpus() -> int:
     """CPUs this process may run on (its affinity mask), the limit of a process-tree run."""
     try:
@@ -26,7 +33,7 @@ class ProcessTreeReader:
     """Reads the CPU time and RSS of ``pid`` and its descendants; construct once, call :meth:`read` often."""
 
     version = None  # no cgroup: the agent's OOM check reads oom_kills() as None
-    source = "process tree"
+    source = PROCESS_TREE
 
     def __init__(self, pid: int | None = None, host_memory: int | None = None) -> None:
         import psutil

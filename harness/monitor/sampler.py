@@ -102,37 +102,8 @@ class ResourceSampler:
             record["unavailable"] = unavailable
         return record
 
-    def _psutil_sample(self, m_ns: int) -> tuple[dict[str, Any], dict[str, Any]]:
-        import psutil
-
-        procs = [self._psutil_proc]
-        try:
-            procs += self._psutil_proc.children(recursive=True)
-        except psutil.Error:
-            pass
-        cpu_s = 0.0
-        rss = 0
-        for p in procs:
-            try:
-                times = p.cpu_times()
-                cpu_s += times.user + times.system
-                rss += p.memory_info().rss
-            except psutil.Error:
-                continue
-        limit = float(os.cpu_count() or 1)
-        cpu: dict[str, Any] = {"usage_ns": int(cpu_s * 1e9), "limit_cores": limit, "limit_source": "host"}
-        if self._psutil_last is not None and m_ns > self._psutil_last[0]:
-            cores = max(0.0, cpu_s - self._psutil_last[1]) / ((m_ns - self._psutil_last[0]) / 1e9)
-            cpu["cores"] = round(cores, 4)
-            cpu["percent_of_limit"] = round(100 * cores / limit, 2)
-        self._psutil_last = (m_ns, cpu_s)
-        total = self.cgroup.host_memory
-        mem = {"usage": rss, "working_set": rss, "limit": None,
-               "percent_of_limit": round(100 * rss / total, 2) if total else None}
-        return cpu, mem
-
     def describe(self) -> dict[str, Any]:
-        return self.cgroup.describe()
+        return {**self.cgroup.describe(), "cpu_source": self.source}
 
     def close(self) -> None:
         self.cgroup.close()

@@ -12,7 +12,7 @@ import contextlib
 from dataclasses import asdict
 from typing import Callable, Iterator
 
-from harness.backends import resolve_options, run_image
+from harness.backends import limits_warning, resolve_options, run_image
 from harness.errors import UsageError
 from harness.experiment import Experiment
 from harness.modes import ModeSpec
@@ -192,6 +192,9 @@ def run_plan(experiment: Experiment, plan: Plan, *, echo: Echo | None = print, r
                  + (f", {len(slots)} at a time" if len(slots) > 1 else ""))
             for note in notes:
                 echo(note)
+            warning = None if plan.executor == "ray" else limits_warning(settings, options.backend)
+            if warning:
+                echo(warning)
         total = max(len(plan.runs), 2 * plan.sequential["design"]["max_seeds"]) if going else len(plan.runs)
         with Progress(total=total, done=len(plan.runs) - len(todo), slots=len(slots),
                       echo=echo) as progress:
