@@ -171,3 +171,16 @@ def test_experiment_image_without_framework_image_says_build_it(tiny_experiment)
         ensure_experiment_image(exp, echo=lambda _: None)
     assert "harness-test/no-such-base:1 is not built" in str(err.value)
     assert "harness build --framework pytorch" in (err.value.hint or "")
+
+
+def test_notes_log_keeps_the_image_tag_and_a_code_edit_changes_it(tiny_experiment):
+    """Issue 17: a log written into the folder between two runs is not code; baseline.py is."""
+    exp = tiny_experiment({"baseline": "print(1)\n"}, name="ctag")
+    tag = experiment_hash(exp, "sha256:base")[:12]
+    (exp.path / "notes.log").write_text("epoch 1: loss 0.3\n")
+    (exp.path / "outputs").mkdir()
+    (exp.path / "outputs" / "pred.csv").write_text("1\n")
+    assert experiment_hash(exp, "sha256:base")[:12] == tag
+    assert "notes.log" not in experiment_context_files(exp)
+    (exp.path / "baseline.py").write_text("print(2)\n")
+    assert experiment_hash(exp, "sha256:base")[:12] != tag

@@ -94,7 +94,12 @@ class ProcessTreeReader:
     def oom_kills(self) -> int | None:
         return None
 
-    def read(self, now_ns: int) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, str]]:
+    def read_light(self, now_ns: int) -> None:
+        """No light read: every sample walks the tree (the sampler then takes the full path)."""
+        return None
+
+    def read(self, now_ns: int, full: bool = True, counters: bool = True
+             ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any], dict[str, str]]:
         """``(cpu, memory, psi, unavailable)`` like the cgroup reader's, from the process tree."""
         cpu_s, rss = self.totals()
         usage = int(cpu_s * 1e9)

@@ -18,6 +18,7 @@ import time
 from typing import Any, Callable
 
 from harness.monitor.cgroup import CgroupReader
+from harness.monitor.process_tree import CONTAINER_CGROUP, PROCESS_TREE, ProcessTreeReader
 from harness.monitor.gpu import GpuProbe, shared_probe
 from harness.monitor.stopsignal import StopSignal
 
@@ -40,21 +41,20 @@ class ResourceSampler:
     """Takes samples on demand; construct once (opens files; NVML through the process-wide probe)."""
 
     def __init__(self, root: str = "/", gpu: GpuProbe | None = None, gpus: bool = True,
-                 track_pids: Callable[[], set[int]] | None = None) -> None:
-        self.cgroup = CgroupReader(root=root, host_memory=host_memory_bytes())
+                 track_pids: Callable[[], set[int]] | None = None, source: str | None = None) -> None:
+        # source: whose CPU and memory (process_tree.CPU_SOURCES): the cgroup we are in (a
+        # container's, or a local run's own), or our process tree (a local run without one).
+        self.cgroup: CgroupReader | ProcessTreeReader = CgroupReader(root=root, host_memory=host_memory_bytes())
+        self.source = source or CONTAINER_CGROUP
+        self._no_cgroup = self.cgroup.version is None  # no cgroup file system (macOS, some sandboxes)
+        if source == PROCESS_TREE or self._no_cgroup:
+            self.cgroup.close()
+            self.cgroup = ProcessTreeReader(host_memory=host_memory_bytes())
+            self.source = PROCESS_TREE
         self.gpu = gpu if gpu is not None else (shared_probe() if gpus else None)
         self._track_pids = track_pids or (lambda: {os.getpid()})
         self.full_interval_ns = FULL_INTERVAL_NS  # 0: every sample is full
         self._full_at: int | None = None
-        self._psutil_proc: Any = None
-        self._psutil_last: tuple[int, float] | None = None
-        if self.cgroup.version is None:
-            try:
-                import psutil
-
-                self._psutil_proc = psutil.Process()
-            except ImportError:
-                self._psutil_proc = None
 
     def sample(self, full: bool | None = None) -> dict[str, Any]:
         """One ``sample`` record (without ``type``), see docs/architecture.md.
@@ -77,9 +77,7 @@ class ResourceSampler:
         if full:
             self._full_at = m_ns
         cpu, mem, psi, unavailable = self.cgroup.read(m_ns, full=full, counters=forced)
-        if self.cgroup.version is None and self._psutil_proc is not None:
-            cpu, mem = self._psutil_sample(m_ns)
-            unavailable.pop("cgroup", None)
+        if self._no_cgroup:
             unavailable["cgroup"] = "no cgroup filesystem; psutil measured this process tree"
         if cpu:
             record["cpu"] = cpu
