@@ -374,3 +374,26 @@ def test_parallel_runs_get_a_memory_bandwidth_warning(tmp_path: Path) -> None:
                             "memory bandwidth") for f in comp.fairness)
     lone = write_experiment(tmp_path / "lone", seeds=[0, 1, 2], modes={"baseline": {}, "optimization": {}})
     assert not any("in parallel" in f for f in compare_experiment(lone).fairness)
+
+
+def test_fairness_names_cpu_source_limits_and_the_files_that_make_images_differ(tmp_path: Path) -> None:
+    """Issue 17: what the backends record (run.cpu_source, run.limits, run.code) reaches the warnings."""
+    exp = write_experiment(tmp_path / "sources", seeds=[0, 1], modes={"baseline": {"step": 0.05},
+                                                                       "optimization": {"step": 0.05}})
+    files = {"baseline.py": "a" * 64, "optimization.py": "b" * 64, "notes.txt": "c" * 64}
+    for path in sorted((exp / "results").glob("*/*/results.json")):
+        data = json.loads(path.read_text())
+        mode = data["run"]["mode"]
+        changed = dict(files, **({"baseline.py": "d" * 64} if mode == "optimization" else {}))
+        data["run"].update(image=f"harness-x:{mode[:4]}", cpu_source="own cgroup" if mode == "baseline" else
+                           "process tree", code={"digest": mode, "files": changed},
+                           limits={"enforced": {"memory": "memory limit of 512 bytes"} if mode == "baseline" else {},
+                                   "not_enforced": {}})
+        path.write_text(json.dumps(data))
+    shutil.rmtree(exp / "results" / "comparison", ignore_errors=True)
+    comp = compare_experiment(exp)
+    assert "Modes differ in CPU source: baseline own cgroup; optimization process tree." in comp.fairness
+    assert any(f.startswith("Modes differ in enforced limits: baseline memory=memory limit of 512 bytes")
+               for f in comp.fairness)
+    image = comp.fairness.index("Modes differ in image: baseline harness-x:base; optimization harness-x:opti.")
+    assert comp.fairness[image + 1] == "Files that differ between the modes' code: baseline.py."
