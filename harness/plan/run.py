@@ -127,6 +127,12 @@ def resolved_options(experiment: Experiment, plan: Plan) -> tuple[RunOptions, Ru
     return options, resolve_settings(experiment.config, options), notes
 
 
+def _limits_notes(plan: Plan, settings: RunSettings, backend: str) -> list[str]:
+    """The one line naming what local runs will not enforce (none on Ray, where each node decides)."""
+    warning = None if plan.executor == "ray" else limits_warning(settings, backend)
+    return [warning] if warning else []
+
+
 def resume_plan(experiment: Experiment, plan_id: str = "latest", *, fail_fast: bool = False,
                 parallel: bool = False, echo: Echo | None = print,
                 on_run_completed: RunCompleted | None = None, decide: Decide | None = None) -> PlanResult:
@@ -190,11 +196,8 @@ def run_plan(experiment: Experiment, plan: Plan, *, echo: Echo | None = print, r
             echo(f"{verb} plan {plan.plan_id}: {len(todo)} of {len(plan.runs)} runs "
                  f"({', '.join(plan.modes)} × seeds {','.join(map(str, plan.seeds))})"
                  + (f", {len(slots)} at a time" if len(slots) > 1 else ""))
-            for note in notes:
+            for note in notes + _limits_notes(plan, settings, options.backend):
                 echo(note)
-            warning = None if plan.executor == "ray" else limits_warning(settings, options.backend)
-            if warning:
-                echo(warning)
         total = max(len(plan.runs), 2 * plan.sequential["design"]["max_seeds"]) if going else len(plan.runs)
         with Progress(total=total, done=len(plan.runs) - len(todo), slots=len(slots),
                       echo=echo) as progress:
