@@ -9,19 +9,10 @@ import pytest
 
 from harness.backends import RunOptions
 from harness.experiment import load_experiment
-from harness.plan import load_plan, render_plan_result
-from harness.plan import execute as _execute
+from harness.plan import load_plan
 
 
-def execute(*args, **kwargs):
-    """``harness run`` as the CLI does it: the live lines, then the rendered result, to ``echo``; the failed runs."""
-    result = _execute(*args, **kwargs)
-    if kwargs.get("echo") is not None:
-        for line in render_plan_result(result).splitlines():
-            kwargs["echo"](line)
-    return result.failed
-
-from test_plan import write_experiment
+from test_plan import execute, write_experiment
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'harness[ray]'")
 

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from harness.compare.analysis import DEFAULT_NOISE_BAND, Comparison, compare_experiment
-from harness.compare.tables import _console, _rich_table, fmt_change, fmt_interval
+from harness.compare.tables import _console, _rich_table, comparison_row
 from harness.errors import HarnessError
 
 OVERVIEW_HEADERS = ["Mode", "Runs", "Throughput change", "95 % CI", "Verdict", "End-to-end change", "Verdict",
@@ -50,27 +50,7 @@ def compare_modes(experiment_dir: Path, baseline: str = "baseline", modes: list[
 
 
 def overview_rows(items: list[ModeRow]) -> list[list[str]]:
-    rows = []
-    for mode, comp, error in items:
-        if comp is None:
-            rows.append([mode, "-", "-", "-", "error", "-", "-", error or ""])
-            continue
-        thr, e2e = comp.metric("throughput") or comp.headline, comp.metric("total_time")
-        notes = []
-        if comp.quality_flags:
-            notes.append("learns worse")
-        if comp.fairness:
-            notes.append(f"{len(comp.fairness)} fairness warning(s)")
-        rows.append([
-            mode,
-            f"{len(comp.runs[comp.baseline])}/{len(comp.runs[comp.candidate])}",
-            fmt_change(thr.ratio) if thr else "-",
-            fmt_interval(thr.test.low, thr.test.high, thr.interval_kind) if thr and thr.test else "-",
-            thr.verdict if thr and thr.verdict else "-",
-            fmt_change(e2e.ratio) if e2e else "-",
-            e2e.verdict if e2e and e2e.verdict else "-",
-            "; ".join(notes)])
-    return rows
+    return [comparison_row(mode, comp, error or "") for mode, comp, error in items]
 
 
 def render_overview(items: list[ModeRow], baseline: str, width: int | None = None) -> str:

@@ -224,28 +224,30 @@ def render_summary_table(items: list[tuple[Path, Comparison | None, str | None]]
     return buf.getvalue() + ("Not compared:\n" + "".join(errors) if errors else "")
 
 
+def comparison_row(label: str, comp: Comparison | None, error: str) -> list[str]:
+    """One line of a comparison summary: runs, throughput change and interval, verdicts, notes.
+
+    Shared by the across-experiments table and the every-mode overview, so both read alike.
+    """
+    if comp is None:
+        return [label, "-", "-", "-", "error", "-", "-", error]
+    thr, e2e = comp.metric("throughput") or comp.headline, comp.metric("total_time")
+    notes = (["learns worse"] if comp.quality_flags else []) \
+        + ([f"{len(comp.fairness)} fairness warning(s)"] if comp.fairness else [])
+    return [
+        label,
+        f"{len(comp.runs[comp.baseline])}/{len(comp.runs[comp.candidate])}",
+        fmt_change(thr.ratio) if thr else "-",
+        fmt_interval(thr.test.low, thr.test.high, thr.interval_kind) if thr and thr.test else "-",
+        thr.verdict if thr and thr.verdict else "-",
+        fmt_change(e2e.ratio) if e2e else "-",
+        e2e.verdict if e2e and e2e.verdict else "-",
+        "; ".join(notes)]
+
+
 def summary_rows(items: list[tuple[Path, Comparison | None, str | None]]) -> list[list[str]]:
-    rows = []
-    for path, comp, error in items:
-        if comp is None:
-            rows.append([path.name, "-", "-", "-", "error", "-", "-", "not compared (see below)"])
-            continue
-        thr, e2e = comp.metric("throughput") or comp.headline, comp.metric("total_time")
-        note_parts = []
-        if comp.quality_flags:
-            note_parts.append("learns worse")
-        if comp.fairness:
-            note_parts.append(f"{len(comp.fairness)} fairness warning(s)")
-        rows.append([
-            comp.experiment_name,
-            f"{len(comp.runs[comp.baseline])}/{len(comp.runs[comp.candidate])}",
-            fmt_change(thr.ratio) if thr else "-",
-            fmt_interval(thr.test.low, thr.test.high, thr.interval_kind) if thr and thr.test else "-",
-            thr.verdict if thr and thr.verdict else "-",
-            fmt_change(e2e.ratio) if e2e else "-",
-            e2e.verdict if e2e and e2e.verdict else "-",
-            "; ".join(note_parts)])
-    return rows
+    return [comparison_row(comp.experiment_name if comp is not None else path.name, comp,
+                           "not compared (see below)") for path, comp, _ in items]
 
 
 # ----------------------------------------------------------------------------- markdown
