@@ -39,13 +39,30 @@ class HarnessGroup(click.Group):
             return super().invoke(ctx)
         except HarnessError as err:
             _fail(err)
+        except click.UsageError as err:
+            # click's own "Usage: ... Try ... Error: ..." block, as our one line and a hint.
+            command = err.ctx.command_path if err.ctx else "harness"
+            _fail(UsageError(err.format_message(), hint=f"see `{command} --help`"))
         except KeyboardInterrupt:
             click.echo("Interrupted.", err=True)
             sys.exit(130)
 
 
+class SafePath(click.Path):
+    """A folder path that the OS can take: no NUL, no component longer than the file system allows."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from harness.names import path_problem
+
+        if path_problem(str(value)):
+            self.fail(f"the path {path_problem(str(value))}", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+FOLDER = SafePath(file_okay=False, path_type=Path)
+
 experiment_option = click.option(
-    "--experiment", "-e", "experiment_dir", type=click.Path(file_okay=False, path_type=Path),
+    "--experiment", "-e", "experiment_dir", type=FOLDER,
     help="Experiment folder (default: the one containing the current folder).",
 )
 
@@ -79,9 +96,11 @@ def cli() -> None:
 @click.argument("name")
 @click.option("--framework", "-f", type=click.Choice(["pytorch", "tensorflow"]), default="pytorch",
               show_default=True, help="Training framework of the generated code.")
-@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("experiments"),
+@click.option("--root", type=FOLDER, default=Path("experiments"),
               show_default=True, help="Folder that receives kaggle_<name>/.")
-@click.option("--force", is_flag=True, help="Replace an existing experiment folder of that name.")
+@click.option("--force", is_flag=True,
+              help="Regenerate an existing experiment's code; the old folder is moved aside to "
+                   "kaggle_NAME.bak-<time> (data/ and results/ carried over). Refused on other folders.")
 def new(name: str, framework: str, root: Path, force: bool) -> None:
     """Scaffold a competition folder: working baseline and optimization code.
 
@@ -97,7 +116,7 @@ def new(name: str, framework: str, root: Path, force: bool) -> None:
     """
     from harness.scaffold import create_experiment
 
-    path = create_experiment(name=name, framework=framework, root=root, force=force)
+    path = create_experiment(name=name, framework=framework, root=root, force=force, echo=click.echo)
     click.echo(f"Created {path}")
     click.echo(f"Next: cd {path} && harness run baseline optimization && harness compare")
 
@@ -109,9 +128,11 @@ def _parse_seeds(value: str | None) -> list[int] | None:
     try:
         seeds = [int(s) for s in value.split(",") if s.strip()]
     except ValueError:
-        raise UsageError(f"--seeds must be comma-separated integers like 0,1,2 (got {value!r})") from None
-    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise UsageError(f"--seeds must list distinct integers >= 0 (got {value!r})")
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise UsageError(f"--seeds must be comma-separated integers like 0,1,2 (got {shown!r})") from None
+    if not seeds or any(not 0 <= s <= 2**32 - 1 for s in seeds) or len(set(seeds)) != len(seeds):
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise UsageError(f"--seeds must list distinct integers from 0 to 4294967295 (got {shown!r})")
     return seeds
 
 
@@ -172,10 +193,13 @@ def run(modes: tuple[str, ...], experiment_dir: Path | None, seeds: str | None, 
       harness run baseline optimization --until-confident --budget 2h
     """
     from harness.modes import parse_cli_mode
+    from harness.overrides import check_flags
     from harness.settings import RunOptions
 
-    experiment = _experiment(experiment_dir)
     seed_list = _parse_seeds(seeds)
+    check_flags(backend=backend, gpus=gpus, cpus=cpus, memory=memory, shm_size=shm_size, network=network,
+                ipc=ipc, timeout=timeout, rebuild=rebuild, pids=pids)
+    experiment = _experiment(experiment_dir)
     extra = dict(parse_cli_mode(text) for text in one_off)
     if extra and resume is not None:
         raise UsageError("--resume runs the plan's own modes; drop --mode")
@@ -235,8 +259,12 @@ def compare(targets: tuple[str, ...], baseline: str | None, candidate: str | Non
     from harness.compare import compare_and_report, render_result
     from harness.compare.session import split_targets
 
+    from harness.names import refuse_unsafe_names, refuse_unsafe_paths
+
+    refuse_unsafe_paths(targets)
     experiments, modes = split_targets(list(targets))
     run_ids = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
+    refuse_unsafe_names(baseline=baseline, candidate=candidate, runs=run_ids or [])
     result = compare_and_report(experiments=experiments, baseline=baseline, candidate=candidate, modes=modes,
                                 run_ids=run_ids, noise_band=noise_band / 100.0, plots=not no_plots)
     # Wide enough for the verdict table; CliRunner and pipes fall back to COLUMNS or 120.

@@ -7,13 +7,14 @@ Validation errors name the field, e.g.
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
 from harness.modes import ModeSpec, validate_mode_value
 
 CONFIG_FILENAME = "experiment_config.json"
@@ -23,6 +24,16 @@ DEFAULT_PIDS = 4096  # processes + threads per run: plenty for DataLoader worker
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)?\s*$", re.IGNORECASE)
 _MODE_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _MODE_FIELD = re.compile(r"^([a-z0-9][a-z0-9_-]{0,63}(?:\.[a-z_]+)?): (.*)$")
+# Docker refuses less memory than this for a container (its own minimum is 6 MB).
+MIN_MEMORY = 6 * 1024**2
+# Sizes are int64 nanoseconds/bytes in the engine: anything near that is a typo, not a machine.
+MAX_SIZE = 2**62
+MAX_CPUS = 4096.0
+MAX_TIMEOUT = 366 * 24 * 3600.0  # a year: longer is a typo (and overflows timers)
+MAX_SEED = 2**32 - 1  # numpy's and most frameworks' seed range
+
+# A JSON number: a strict int or float (no strings, no booleans), finite.
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
 
 
 def parse_size(value: str | int) -> int:
@@ -37,12 +48,17 @@ def parse_size(value: str | int) -> int:
         if value <= 0:
             raise ValueError(f"must be > 0 (got {value})")
         return value
-    match = _SIZE_RE.match(str(value))
+    if not isinstance(value, str):
+        raise ValueError(f"not a size like 512m or 8g (got {type(value).__name__})")
+    match = _SIZE_RE.match(value)
     if not match:
-        raise ValueError(f"not a size like 512m or 8g (got {value!r})")
+        shown = value if len(value) <= 40 else value[:40] + "..."
+        raise ValueError(f"not a size like 512m or 8g (got {shown!r})")
     number = float(match.group(1))
     unit = match.group(2).lower()
     factor = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}[unit]
+    if not math.isfinite(number * factor) or number * factor > MAX_SIZE:
+        raise ValueError(f"is far too large (got {value[:40]!r})")
     size = int(number * factor)
     if size <= 0:
         raise ValueError(f"must be > 0 (got {value!r})")
@@ -61,6 +77,44 @@ def parse_pids(value: Any) -> int:
     if number < 1:
         raise ValueError(f"must be >= 1 (got {number})")
     return number
+
+
+def check_memory(value: str | int) -> int:
+    """Parse a memory limit and hold it to Docker's floor.
+
+    Raises:
+        ValueError: not a size, or below 6 MB.
+    """
+    size = parse_size(value)
+    if size < MIN_MEMORY:
+        raise ValueError(f"must be at least 6m, Docker's minimum for a container (got {value!r})")
+    return size
+
+
+def check_cpus(value: float | None) -> float | None:
+    """CPU cores: > 0 and not absurd (the host's own count is checked when a run is made).
+
+    Raises:
+        ValueError: saying what is allowed.
+    """
+    if value is not None and not value > 0:
+        raise ValueError(f"must be > 0 (got {value:g})")
+    if value is not None and value > MAX_CPUS:
+        raise ValueError(f"must be at most {MAX_CPUS:g} (got {value:g})")
+    return value
+
+
+def check_timeout(value: float | None) -> float | None:
+    """Seconds before a run is stopped: > 0 and at most a year.
+
+    Raises:
+        ValueError: saying what is allowed.
+    """
+    if value is not None and not value > 0:
+        raise ValueError(f"must be > 0 seconds (got {value:g})")
+    if value is not None and value > MAX_TIMEOUT:
+        raise ValueError(f"must be at most a year, {MAX_TIMEOUT:g} seconds (got {value:g})")
+    return value
 
 
 def parse_gpus(value: str | int | None) -> str:
@@ -91,13 +145,13 @@ def parse_gpus(value: str | int | None) -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class Resources(_Model):
     """Limits applied to each run's container (ignored by the local backend, except gpus)."""
 
-    cpus: float | None = Field(None, description="CPU cores the container may use (None: no limit).")
+    cpus: Number | None = Field(None, description="CPU cores the container may use (None: no limit).")
     memory: str | None = Field("8g", description="Memory limit, Docker style: 512m, 8g (None: no limit).")
     gpus: str = Field("auto", description="'auto' (every GPU NVML sees, when the backend can hand them to a run; "
                                           "else none), 'none', 'all', 'count:N' or device ids '0' or '0,2'.")
@@ -108,8 +162,13 @@ class Resources(_Model):
     @field_validator("cpus")
     @classmethod
     def _cpus_positive(cls, v: float | None) -> float | None:
-        if v is not None and v <= 0:
-            raise ValueError(f"must be > 0 (got {v:g})")
+        return check_cpus(v)
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_memory(v)
         return v
 
     @field_validator("pids", mode="before")
@@ -117,7 +176,7 @@ class Resources(_Model):
     def _pids(cls, v: Any) -> int | None:
         return None if v is None else parse_pids(v)
 
-    @field_validator("memory", "shm_size")
+    @field_validator("shm_size")
     @classmethod
     def _size(cls, v: str | None) -> str | None:
         if v is not None:
@@ -133,7 +192,7 @@ class Resources(_Model):
 class ExperimentConfig(_Model):
     """Everything harness needs to know about one competition's experiment."""
 
-    schema_version: int = Field(SCHEMA_VERSION, description="Version of this file's format.")
+    schema_version: StrictInt = Field(SCHEMA_VERSION, description="Version of this file's format.")
     competition: str = Field(..., description="Competition name, e.g. birdclef_2023.")
     kaggle_slug: str = Field(..., description="The competition's slug on Kaggle, e.g. birdclef-2023.")
     framework: Literal["pytorch", "tensorflow"] = Field(..., description="Training framework.")
@@ -142,14 +201,14 @@ class ExperimentConfig(_Model):
         description="Mode name to the script that runs it (relative to the experiment folder), or to an "
                     "object: {command: str | [str], env, instrument} or {script, args, env, instrument}.",
     )
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], description="Seeds each mode runs with.")
-    epochs: int = Field(2, description="Training epochs per run.")
-    batch_size: int = Field(32, description="Batch size.")
+    seeds: list[StrictInt] = Field(default_factory=lambda: [0, 1, 2], description="Seeds each mode runs with.")
+    epochs: StrictInt = Field(2, description="Training epochs per run.")
+    batch_size: StrictInt = Field(32, description="Batch size.")
     data_dir: str = Field("data", description="Folder with the competition's data, relative to the experiment.")
     resources: Resources = Field(default_factory=Resources, description="Container limits.")
-    sampling_interval: float = Field(1.0, description="Seconds between resource samples.")
+    sampling_interval: Number = Field(1.0, description="Seconds between resource samples.")
     network: Literal["none", "bridge", "host"] = Field("none", description="Container network.")
-    timeout: float | None = Field(None, description="Seconds before a run is stopped (None: no limit).")
+    timeout: Number | None = Field(None, description="Seconds before a run is stopped (None: no limit).")
     base_image: str | None = Field(None, description="Framework image to build on (default: harness/<framework>).")
     parameters: dict[str, Any] = Field(default_factory=dict, description="Free-form values passed to the scripts.")
 
@@ -166,7 +225,7 @@ class ExperimentConfig(_Model):
     @classmethod
     def _competition(cls, v: str) -> str:
         if not _MODE_RE.fullmatch(v):
-            raise ValueError(f"must be lowercase letters, digits, '_' or '-' (got {v!r})")
+            raise ValueError(f"must be 1-64 lowercase letters, digits, '_' or '-' (got {_short(v)!r})")
         return v
 
     @field_validator("modes", mode="before")
@@ -185,8 +244,8 @@ class ExperimentConfig(_Model):
             raise ValueError("must list at least one seed")
         if len(set(v)) != len(v):
             raise ValueError(f"must not repeat a seed (got {v})")
-        if any(s < 0 for s in v):
-            raise ValueError(f"must be >= 0 (got {v})")
+        if any(not 0 <= s <= MAX_SEED for s in v):
+            raise ValueError(f"must be between 0 and {MAX_SEED} (got {_short(v)})")
         return v
 
     @field_validator("epochs", "batch_size")
@@ -194,6 +253,8 @@ class ExperimentConfig(_Model):
     def _positive_int(cls, v: int) -> int:
         if v <= 0:
             raise ValueError(f"must be > 0 (got {v})")
+        if v >= 2**31:
+            raise ValueError(f"must be below 2**31 (got {_short(v)})")
         return v
 
     @field_validator("sampling_interval")
@@ -206,16 +267,30 @@ class ExperimentConfig(_Model):
     @field_validator("timeout")
     @classmethod
     def _timeout(cls, v: float | None) -> float | None:
-        if v is not None and v <= 0:
-            raise ValueError(f"must be > 0 (got {v:g})")
-        return v
+        return check_timeout(v)
 
     @field_validator("data_dir")
     @classmethod
     def _data_dir(cls, v: str) -> str:
-        if not v or Path(v).is_absolute() or ".." in Path(v).parts:
-            raise ValueError(f"must be a folder inside the experiment (got {v!r})")
+        if not v or _odd(v) or Path(v).is_absolute() or ".." in Path(v).parts:
+            raise ValueError(f"must be a folder inside the experiment (got {_short(v)!r})")
         return v
+
+
+def _short(value: Any, limit: int = 40) -> Any:
+    """A value to quote in a one-line error: long text and long lists cut short."""
+    if isinstance(value, str) and len(value) > limit:
+        return value[:limit] + "..."
+    if isinstance(value, list) and len(str(value)) > limit:
+        return str(value)[:limit] + "...]"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**12:
+        return f"{value:.3g}"
+    return value
+
+
+def _odd(text: str) -> bool:
+    """True for text with control characters (NUL, newlines): never part of a usable path."""
+    return any(ord(c) < 32 or ord(c) == 127 for c in text)
 
 
 def _format_validation_error(err: ValidationError, filename: str) -> list[str]:
@@ -233,8 +308,9 @@ def _format_validation_error(err: ValidationError, filename: str) -> list[str]:
         elif item["type"] == "missing":
             msg = "is required"
         elif item["type"] in ("int_parsing", "float_parsing", "int_type", "float_type", "string_type",
-                              "bool_type", "dict_type", "list_type", "literal_error", "int_from_float"):
-            msg = f"{msg} (got {item.get('input')!r})"
+                              "bool_type", "dict_type", "list_type", "literal_error", "int_from_float",
+                              "finite_number"):
+            msg = f"{msg} (got {_short(item.get('input'))!r})"
         problems.append(f"{filename}: {loc}: {msg}")
     return problems
 
@@ -264,16 +340,33 @@ def load_config(path: Path) -> ExperimentConfig:
     """
     name = path.name
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError as e:
         raise ConfigError(f"{path}: not found", hint="run `harness new NAME` to create an experiment") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot be read ({e.__class__.__name__})") from e
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot be read ({e.strerror or e.__class__.__name__})") from e
+    return parse_config(parse_json_file(raw, name, ConfigError), name)
+
+
+def parse_json_file(raw: bytes, name: str, error: Callable[[str], HarnessError] = ConfigError) -> Any:
+    """Parse a small JSON file harness validates field by field (config, plan state).
+
+    NaN, infinities and numbers out of range are refused naming the field; so are deep nesting,
+    bytes that are not UTF-8, and text that is not JSON.
+
+    Raises:
+        ConfigError (or what ``error`` makes): one line, starting with ``name``.
+    """
+    from harness.safe_json import JsonInputError, check_finite, parse
+
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{name}: not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from e
-    return parse_config(data, name)
+        data = parse(raw, allow_nan=True)
+        check_finite(data)
+    except JsonInputError as e:
+        if e.kind in ("empty", "cut", "syntax"):
+            raise error(f"{name}: not valid JSON: {e.detail}") from None
+        raise error(f"{name}: {e}") from None
+    return data
 
 
 def config_to_json(config: ExperimentConfig) -> str:

@@ -94,6 +94,12 @@ class PlanError(HarnessError):
     """Raised when a plan cannot be made, found or resumed."""
 
 
+class PlanStateError(PlanError):
+    """Raised when a plan's state.json does not validate, or a plan that is not there is named (bad input)."""
+
+    exit_code = 2
+
+
 class OptimizerError(HarnessError):
     """Raised when a PipelineOptimizer is misused (applied twice, a patch target missing) or cannot restore."""
 

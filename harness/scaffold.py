@@ -2,9 +2,9 @@
 
 The folder is rendered completely into a temporary folder beside the target and
 only then renamed into place, so a failure never leaves half a folder and never
-touches what the user already has. ``--force`` swaps the new folder in for the old
-one and carries the old ``data/`` and ``results/`` over: it regenerates the code,
-not the user's data.
+touches what the user already has. ``--force`` works only on a harness experiment: it
+moves the old folder aside (``kaggle_<name>.bak-<time>``), carries its ``data/`` and
+``results/`` into the new one, and says so; it regenerates the code and deletes nothing.
 
 Templates: ``templates/common/`` holds files for every framework,
 ``templates/<framework>/`` adds or overrides files. A ``.j2`` suffix means "render
@@ -18,7 +18,9 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
+from typing import Callable
 
 from harness import __version__
 from harness.config import CONFIG_FILENAME, ExperimentConfig, Resources, config_to_json
@@ -140,25 +142,25 @@ def render_experiment(competition: str, framework: str, dest: Path) -> None:
 
 
 def create_experiment(name: str, framework: str, root: Path = Path("experiments"),
-                      force: bool = False) -> Path:
+                      force: bool = False, echo: Callable[[str], None] | None = None) -> Path:
     """Create ``root/kaggle_<name>/`` with working baseline and optimization code.
+
+    With ``force``, an existing harness experiment of that name is moved aside to
+    ``kaggle_<name>.bak-<time>`` (its data/ and results/ carried over into the new folder) and
+    ``echo`` is told where; anything else of that name is refused, never touched.
 
     Raises:
         UsageError: for a bad name or framework.
-        ScaffoldError: when the folder exists (and ``force`` is off), ``root`` is not a
-            folder, or writing fails; nothing of the user's is changed then.
+        ScaffoldError: when the folder exists (and ``force`` is off, or it is not a harness
+            experiment), ``root`` is not a folder, or writing fails; nothing of the user's is
+            changed then.
     """
     competition = competition_name(name)
     if framework not in FRAMEWORKS:
         raise UsageError(f"unknown framework {framework!r}; use one of: {', '.join(FRAMEWORKS)}")
     root = Path(root).expanduser()
     target = root / f"{PREFIX}{competition}"
-    if (os.path.lexists(target)) and not force:
-        kind = "folder" if target.is_dir() else "file"
-        raise ScaffoldError(f"{target} already exists (a {kind}); nothing was written",
-                            hint="pass --force to regenerate its code (data/ and results/ are kept)")
-    if root.exists() and not root.is_dir():
-        raise ScaffoldError(f"{root} is not a folder", hint="pass --root with a folder")
+    _check_target(root, target, force)
 
     # The folders `mkdir -p` is about to make, deepest first: a failure removes exactly these.
     created = [p for p in (root, *root.parents) if not os.path.lexists(p)]
@@ -166,12 +168,19 @@ def create_experiment(name: str, framework: str, root: Path = Path("experiments"
         root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.new-", dir=root))
     except OSError as e:
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         raise ScaffoldError(f"cannot create a folder in {root}: {e.strerror or e}") from e
     try:
         render_experiment(competition, framework, staging)
         os.chmod(staging, 0o777 & ~_umask())  # mkdtemp made it private; make it a normal folder
         if os.path.lexists(target):
-            _swap_in(staging, target)
+            aside = _swap_in(staging, target)
+            if echo:
+                echo(f"Moved the old folder to {aside} (its data/ and results/ are in the new one)")
         else:
             os.rename(staging, target)
     except BaseException:
@@ -185,23 +194,80 @@ def create_experiment(name: str, framework: str, root: Path = Path("experiments"
     return target
 
 
-def _swap_in(staging: Path, target: Path) -> None:
-    """Replace ``target`` by ``staging``, keeping the user's data/ and results/.
+def _check_target(root: Path, target: Path, force: bool) -> None:
+    """Refuse, before anything is written, a target that exists (without --force, or not an experiment).
 
-    The old folder is renamed aside first and only deleted once the new one is in
-    place; any failure before that puts everything back as it was.
+    Raises:
+        ScaffoldError: naming what is in the way.
     """
-    aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-    aside.rmdir()
+    try:
+        exists = os.path.lexists(target)
+        if exists and not force:
+            kind = "folder" if target.is_dir() else "file"
+            raise ScaffoldError(f"{target} already exists (a {kind}); nothing was written",
+                                hint="pass --force to regenerate its code (the old folder is kept aside)")
+        if exists:
+            _check_replaceable(target)
+        if root.exists() and not root.is_dir():
+            raise ScaffoldError(f"{root} is not a folder", hint="pass --root with a folder")
+    except OSError as e:
+        raise ScaffoldError(f"cannot use {root}: {e.strerror or e}") from e
+
+
+def is_experiment_folder(path: Path) -> bool:
+    """True when ``path`` is a real folder holding a config harness wrote (what --force may replace)."""
+    config = path / CONFIG_FILENAME
+    if path.is_symlink() or not path.is_dir() or config.is_symlink() or not config.is_file():
+        return False
+    from harness.safe_json import JsonInputError, parse
+
+    try:
+        data = parse(config.read_bytes(), allow_nan=True)
+    except (OSError, JsonInputError):
+        return False
+    return isinstance(data, dict) and {"competition", "kaggle_slug", "framework"} <= set(data)
+
+
+def _check_replaceable(target: Path) -> None:
+    """Refuse --force on anything that is not a harness experiment: the user's files are never touched.
+
+    Raises:
+        ScaffoldError: naming what is there.
+    """
+    if target.is_symlink():
+        raise ScaffoldError(f"{target} is a symbolic link; --force replaces only a harness experiment folder",
+                            hint="move it away yourself, or pick another name or --root")
+    if not is_experiment_folder(target):
+        kind = "folder" if target.is_dir() else "file"
+        raise ScaffoldError(f"{target} is not a harness experiment (a {kind} without harness's "
+                            f"{CONFIG_FILENAME}); --force replaces only an experiment, so nothing was touched",
+                            hint="move it away yourself, or pick another name or --root")
+
+
+def _aside_name(target: Path) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+    aside = target.with_name(f"{target.name}.bak-{stamp}")
+    n = 1
+    while os.path.lexists(aside):
+        aside = target.with_name(f"{target.name}.bak-{stamp}-{n}")
+        n += 1
+    return aside
+
+
+def _swap_in(staging: Path, target: Path) -> Path:
+    """Move ``target`` aside, carry its data/ and results/ into ``staging``, and put ``staging`` in place.
+
+    Returns where the old folder went. Any failure before the end puts everything back as it was.
+    """
+    aside = _aside_name(target)
     moved: list[str] = []
     try:
         os.rename(target, aside)
         try:
-            if aside.is_dir() and not aside.is_symlink():
-                for folder in USER_FOLDERS:
-                    if os.path.lexists(aside / folder):
-                        os.rename(aside / folder, staging / folder)
-                        moved.append(folder)
+            for folder in USER_FOLDERS:
+                if os.path.lexists(aside / folder):
+                    os.rename(aside / folder, staging / folder)
+                    moved.append(folder)
             os.rename(staging, target)
         except BaseException:
             for folder in moved:
@@ -210,10 +276,7 @@ def _swap_in(staging: Path, target: Path) -> None:
             raise
     except OSError as e:
         raise ScaffoldError(f"cannot replace {target}: {e.strerror or e}; it was left as it was") from e
-    if aside.is_dir() and not aside.is_symlink():
-        shutil.rmtree(aside, ignore_errors=True)
-    else:
-        aside.unlink(missing_ok=True)
+    return aside
 
 
 def _umask() -> int:

@@ -207,16 +207,17 @@ def resolve_settings(config: "ExperimentConfig", options: RunOptions) -> RunSett
     Raises:
         UsageError: naming the flag and what it accepts.
     """
+    from dataclasses import asdict
+
+    from harness.overrides import check_flags
+
+    check_flags(**asdict(options))  # the flags' one model (also state.json's options): NaN, 1e300, 1k...
     res = config.resources
     gpus = GpuRequest.parse(res.gpus) if options.gpus is None else _flag("--gpus", options.gpus, GpuRequest.parse)
     memory = _flag("--memory", options.memory, parse_size) if options.memory is not None else \
         (parse_size(res.memory) if res.memory else None)
     shm = _flag("--shm-size", options.shm_size, parse_size) if options.shm_size is not None else \
         parse_size(res.shm_size)
-    if options.cpus is not None and options.cpus <= 0:
-        raise UsageError(f"--cpus: must be > 0 (got {options.cpus:g})")
-    if options.timeout is not None and options.timeout <= 0:
-        raise UsageError(f"--timeout: must be > 0 seconds (got {options.timeout:g})")
     pids = _flag("--pids", options.pids, parse_pids) if options.pids is not None else res.pids
     return RunSettings(gpus=gpus, cpus=options.cpus if options.cpus is not None else res.cpus, memory=memory,
                        shm=shm, network=options.network or config.network, ipc=options.ipc,

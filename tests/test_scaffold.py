@@ -97,7 +97,7 @@ def test_existing_folder_is_not_overwritten(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         f"Error: {path} already exists (a folder); nothing was written",
-        "hint: pass --force to regenerate its code (data/ and results/ are kept)",
+        "hint: pass --force to regenerate its code (the old folder is kept aside)",
     ]
     assert (path / "baseline.py").read_text() == "# mine\n"
     assert tree(tmp_path) == before
@@ -130,13 +130,16 @@ def test_force_regenerates_code_and_keeps_data_and_results(tmp_path: Path) -> No
     assert (path / "data" / "train_metadata.csv").read_text() == "primary_label,filename\n"
     assert (path / "results" / "baseline" / "r.json").read_text() == "{}"
     assert not (path / "stray.txt").exists()
-    assert [p.name for p in tmp_path.iterdir()] == ["kaggle_demo"]
+    (aside,) = [p for p in tmp_path.iterdir() if p.name != "kaggle_demo"]
+    assert aside.name.startswith("kaggle_demo.bak-") and f"Moved the old folder to {aside}" in result.stdout
+    assert (aside / "stray.txt").read_text() == "gone" and (aside / "baseline.py").read_text() == "# edited\n"
 
 
-def test_force_replaces_a_file(tmp_path: Path) -> None:
+def test_force_refuses_a_file(tmp_path: Path) -> None:
     (tmp_path / "kaggle_demo").write_text("notes")
-    path = create_experiment("demo", "pytorch", root=tmp_path, force=True)
-    assert path.is_dir() and (path / "baseline.py").is_file()
+    with pytest.raises(ScaffoldError, match="is not a harness experiment"):
+        create_experiment("demo", "pytorch", root=tmp_path, force=True)
+    assert (tmp_path / "kaggle_demo").read_text() == "notes"
     assert [p.name for p in tmp_path.iterdir()] == ["kaggle_demo"]
 
 
@@ -174,7 +177,7 @@ def test_unknown_framework() -> None:
 
 def test_kept_example_matches_the_templates(tmp_path: Path) -> None:
     """experiments/kaggle_birdclef_2023 is what `harness new` writes today; regenerate it when this fails:
-    harness new birdclef_2023 --framework pytorch --root experiments --force"""
+    harness new birdclef_2023 --framework pytorch --root experiments --force  (then delete the .bak- folder)"""
     kept = REPO / "experiments" / "kaggle_birdclef_2023"
     fresh = create_experiment("birdclef_2023", "pytorch", root=tmp_path)
     ignore = {"data", "results", "__pycache__"}

@@ -9,6 +9,7 @@ objects.
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,11 +219,14 @@ def compare_runs(baseline_runs: list[RunData], candidate_runs: list[RunData], *,
 
 
 def load_mode_runs(experiment_dir: Path, mode: str, run_ids: Iterable[str] | None = None,
-                   on_problem: Callable[[ResultsError], None] | None = None, use_cache: bool = True
+                   on_problem: Callable[[ResultsError], None] | None = None, use_cache: bool = True,
+                   to_cache: list[RunData] | None = None
                    ) -> tuple[list[RunData], list[tuple[str, str, str, Path]], list[str]]:
     """Read one mode's runs one at a time: (completed runs reduced, left-out runs, problem lines).
 
     Reduced runs are cached (see :mod:`harness.compare.cache`); ``use_cache=False`` ignores the cache.
+    With ``to_cache``, runs to cache are added to it instead, for the caller to store once it is sure
+    to proceed (a refused compare writes nothing).
     """
     from harness.compare import cache
 
@@ -248,13 +252,36 @@ def load_mode_runs(experiment_dir: Path, mode: str, run_ids: Iterable[str] | Non
             # Drop the parsed document before the next file is read: it is ~10x the reduced run.
             del result
             completed.append(run)
-            if use_cache:
+            if use_cache and to_cache is not None:
+                to_cache.append(run)
+            elif use_cache:
                 cache.store(experiment_dir, run)
         except ResultsError as e:
             problems.append(str(e))
             if on_problem:
                 on_problem(e)
     return completed, left_out, problems
+
+
+REPORT_FILES = ("comparison.json", "report.md", "report.html")
+
+
+def check_report_targets(out_dir: Path) -> None:
+    """Refuse, before anything is read or written, report paths that are folders or other non-files.
+
+    Raises:
+        UsageError: naming the path (a folder where a report goes is the user's, never removed).
+    """
+    from harness.errors import UsageError
+
+    if os.path.lexists(out_dir) and (out_dir.is_symlink() or not out_dir.is_dir()):
+        raise UsageError(f"{out_dir} is not a folder; compare writes its reports there",
+                         hint="move it away and run compare again")
+    for name in REPORT_FILES:
+        path = out_dir / name
+        if os.path.lexists(path) and (path.is_symlink() or not path.is_file()):
+            raise UsageError(f"{path} is not a plain file; compare writes its report there",
+                             hint="move it away and run compare again")
 
 
 def compare_experiment(experiment_dir: Path, baseline: str = "baseline", candidate: str = "optimization",
@@ -271,19 +298,24 @@ def compare_experiment(experiment_dir: Path, baseline: str = "baseline", candida
                                       hint="give an experiment folder, e.g. experiments/kaggle_<name>")
     if baseline == candidate:
         raise UsageError(f"--baseline and --candidate are both {baseline!r}; pick two different modes")
+    check_report_targets(experiment_dir / "results" / "comparison")
     if not 0 <= noise_band < 1:
         raise UsageError(f"--noise-band must be between 0 and 100 percent (got {noise_band * 100:g})")
-    base, base_left, base_problems = load_mode_runs(experiment_dir, baseline, run_ids)
-    cand, cand_left, cand_problems = load_mode_runs(experiment_dir, candidate, run_ids)
+    to_cache: list[RunData] = []
+    base, base_left, base_problems = load_mode_runs(experiment_dir, baseline, run_ids, to_cache=to_cache)
+    cand, cand_left, cand_problems = load_mode_runs(experiment_dir, candidate, run_ids, to_cache=to_cache)
     if run_ids:
         found = {r.run_id for r in base + cand} | {x[0] for x in base_left + cand_left}
         missing = [r for r in run_ids if r not in found]
         if missing:
             raise UsageError(f"no run {missing[0]!r} of mode {baseline!r} or {candidate!r} in "
                              f"{experiment_dir / 'results'}", hint="list the runs with `ls results/*/`")
-    for mode, runs, left in ((baseline, base, base_left), (candidate, cand, cand_left)):
+    for mode, runs, left, problems in ((baseline, base, base_left, base_problems),
+                                       (candidate, cand, cand_left, cand_problems)):
         if not runs:
             extra = f" ({len(left)} left out: not completed)" if left else ""
+            if problems:
+                extra += f" ({len(problems)} unreadable, skipped: {problems[0]})"
             raise UsageError(f"no completed run of mode {mode!r} in {experiment_dir / 'results'}{extra}",
                              hint=f"run it first: harness run {mode}")
     name = next((r.experiment_name for r in base + cand if r.experiment_name), experiment_dir.name)
@@ -291,6 +323,10 @@ def compare_experiment(experiment_dir: Path, baseline: str = "baseline", candida
                         experiment_name=name, experiment_dir=experiment_dir)
     comp.left_out = base_left + cand_left
     comp.problems = base_problems + cand_problems
+    from harness.compare import cache
+
+    for run in to_cache:  # only now: the comparison is sure to proceed
+        cache.store(experiment_dir, run)
     return comp
 
 

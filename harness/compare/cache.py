@@ -12,13 +12,17 @@ from __future__ import annotations
 
 import io
 import json
+import math
+import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from harness.compare import stats
+from harness.names import is_safe_name
 from harness.results.io import json_default, write_atomic
+from harness.safe_json import parse
 
 if TYPE_CHECKING:
     from harness.compare.reduce import RunData
@@ -52,15 +56,59 @@ def load_cached(experiment_dir: Path, mode: str, run_dir: Path) -> RunData | Non
         return None
     try:
         with np.load(path, allow_pickle=False) as npz:
-            meta = json.loads(str(npz["meta"]))
-            if meta.get("key") != key:
+            meta = parse(str(npz["meta"]))  # no NaN, no deep nesting: a shared folder may hold anything
+            if not isinstance(meta, dict) or meta.get("key") != key:
                 return None
-            arrays = {name: npz[name] for name in ARRAYS}
+            arrays = {name: np.asarray(npz[name], dtype=float) for name in ARRAYS}
+        if not _usable(meta, arrays, run_dir, mode):
+            return None
         steps = stats.StepStats(**meta["steps"]) if meta.get("steps") else None
         fields: dict[str, Any] = {name: meta[name] for name in META}
         return RunData(path=run_dir, steps=steps, **fields, **arrays)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None  # corrupt or from another version: fall back to the JSON
+    except (OSError, ValueError, KeyError, TypeError, IndexError, EOFError, RecursionError, zipfile.BadZipFile):
+        return None  # corrupt, from another version, or forged: fall back to the JSON
+
+
+def _finite_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool)
+                             and math.isfinite(value))
+
+
+def _usable(meta: Any, arrays: dict[str, np.ndarray], run_dir: Path, mode: str) -> bool:
+    """A cache entry can be trusted as far as the numbers a verdict uses: its own run, finite, possible.
+
+    Results folders are shared and edited: an entry whose key matches can still hold anything, so
+    it is held to what a reduction of a valid results.json could give, or ignored.
+    """
+    if not isinstance(meta, dict) or not all(name in meta for name in META):
+        return False
+    if meta["run_id"] != run_dir.name or meta["mode"] != mode or not is_safe_name(meta["run_id"]):
+        return False
+    if not (meta["seed"] is None or (isinstance(meta["seed"], int) and not isinstance(meta["seed"], bool))):
+        return False
+    values = meta["values"]
+    if not isinstance(values, dict) or not all(_finite_or_none(v) for v in values.values()):
+        return False
+    for name in ("environment", "config", "resource_usage", "custom_metrics", "summary"):
+        if not isinstance(meta[name], dict):
+            return False
+    steps = meta.get("steps")
+    if steps is not None:
+        if not isinstance(steps, dict) or not all(_finite_or_none(v) for v in steps.values()):
+            return False
+        counts = ("n_batches", "warmup_batches", "steady_batches", "outliers")
+        if not all(isinstance(steps.get(k), int) and steps[k] >= 0 for k in counts):
+            return False
+    if not _finite_or_none(meta["started_at"]) or not isinstance(meta["rebuilt"], bool):
+        return False
+    n = arrays["batch_dt"].shape
+    if any(arrays[a].ndim != 1 or arrays[a].shape != n for a in ("batch_index", "step_times", "batch_dt",
+                                                                  "data_wait", "batch_sizes")):
+        return False
+    for a in ("batch_index", "step_times", "batch_dt"):
+        if not np.isfinite(arrays[a]).all() or (arrays[a] < 0).any():
+            return False
+    return all(arrays[a].ndim == 2 and arrays[a].shape[1] == 3 for a in ("losses", "accuracies"))
 
 
 def store(experiment_dir: Path, run: RunData) -> None:

@@ -17,6 +17,7 @@ from harness.compare import stats
 from harness.errors import ResultsError
 from harness.results.load import RunResult, load_run
 from harness.results.schema import validate_results
+from harness.safe_json import one_line
 
 DEFAULT_NOISE_BAND = 0.02
 UNSTABLE_SPREAD = 0.10
@@ -242,9 +243,24 @@ def _quality_values(values: dict[str, float | None], summary: dict[str, Any], lo
 def reduce_run(result: RunResult) -> RunData:
     """Turn a loaded run into :class:`RunData`; the caller may drop ``result`` afterwards.
 
+    The document is a file anyone could have edited: past the checks of ``validate_results``, a
+    field of the wrong kind (a list where a summary goes, text where a series goes) surfaces as
+    a TypeError or the like, and means "this file is broken", never "harness is": it becomes a
+    ResultsError naming the run, which compare lists under "Skipped (unreadable results)".
+
     Raises:
-        ResultsError: when the per-batch data cannot be read as numbers.
+        ResultsError: when the per-batch data cannot be read as numbers, or a field is of the wrong kind.
     """
+    try:
+        return _reduce(result)
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError, OverflowError) as e:
+        if isinstance(e, ResultsError):
+            raise
+        raise ResultsError(result.path / "results.json", f"modes.{result.mode} holds a value of the wrong kind "
+                                                         f"({e.__class__.__name__}: {one_line(str(e), 80)})") from e
+
+
+def _reduce(result: RunResult) -> RunData:
     mode_data, run = result.mode_data, result.run
     summary = _dict(mode_data.get("summary"))
     index, dt, wait, sizes, step = _batches(result)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import math
 import time
 from pathlib import Path

@@ -24,6 +24,7 @@ from harness.plan.resume import reconcile
 from harness.plan.sequential import Decide, SequentialRequest, drive, new_state, next_seeds
 from harness.plan.slots import Slot, plan_slots
 from harness.plan.state import ERRORS_FILENAME, PlanLock, load_plan, plan_dir, reserve_of, save_plan
+from harness.overrides import check_runnable
 from harness.settings import RunOptions, RunSettings, describe_settings, resolve_settings
 
 Echo = Callable[[str], None]
@@ -74,7 +75,8 @@ def execute(experiment: Experiment, modes: list[str], seeds: list[int] | None, o
     else:
         plan = make_plan(experiment, modes, seeds, options, parallel=parallel, executor=executor,
                          address=address, fail_fast=fail_fast)
-    # Bad resource requests and commands are input errors: refuse them before anything is written or built.
+    # Bad resource requests, commands, more CPUs than the host has: refused before anything is written or built.
+    check_runnable(experiment, plan.options, executor=plan.executor)
     settings = resolve_settings(experiment.config, plan.run_options())
     experiment.check_modes(plan.modes)
     if plan.executor == "ray":

@@ -7,16 +7,17 @@ state.json is rewritten atomically at every transition, so that a crash or a SIG
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import time
 from pathlib import Path
 
 from harness.diskspace import RESERVE_FILENAME, Reserve, with_room
-from harness.errors import PlanError
+from harness.errors import PlanError, PlanStateError
 from harness.nofollow import read_bytes
 from harness.experiment import Experiment
+from harness.names import is_safe_name
 from harness.plan.model import Plan, PlannedRun
+from harness.plan.state_model import NEW_PLAN_HINT, validate_state
 from harness.results.io import write_json_atomic
 from harness.results.schema import STDOUT_FILENAME
 
@@ -54,37 +55,45 @@ def save_plan(experiment: Experiment, plan: Plan) -> Path:
 
 
 def list_plans(experiment: Experiment) -> list[str]:
-    """Plan ids of the experiment, oldest first (ids sort by time)."""
+    """Plan ids of the experiment, oldest first (ids sort by time).
+
+    A folder counts when it holds anything named state.json, so that a broken one is reported,
+    not silently passed over for an older plan.
+    """
     root = plans_dir(experiment)
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if (p / STATE_FILENAME).is_file())
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and os.path.lexists(p / STATE_FILENAME))
 
 
 def load_plan(experiment: Experiment, plan_id: str = "latest") -> Plan:
-    """Load a plan by id, or the newest one.
+    """Load a plan by id, or the newest one, through the state.json model (``plan.state_model``).
 
     Raises:
-        PlanError: when there is no such plan or its state.json is unreadable.
+        PlanStateError: no such plan, an unsafe plan id, or a state.json that does not validate
+            (bad input: exit 2, naming the file and the field).
     """
+    if plan_id != "latest" and not is_safe_name(plan_id):
+        shown = plan_id if len(plan_id) <= 40 else plan_id[:40] + "..."
+        raise PlanStateError(f"--resume: {shown!r} is not a plan id (like 20240115T103000-3f9a1c)",
+                             hint="`harness run --resume` picks the latest plan")
     ids = list_plans(experiment)
     if plan_id == "latest":
         if not ids:
-            raise PlanError(f"no plan to resume in {plans_dir(experiment)}",
-                            hint="start one with `harness run baseline optimization`")
+            raise PlanStateError(f"no plan to resume in {plans_dir(experiment)}",
+                                 hint="start one with `harness run baseline optimization`")
         plan_id = ids[-1]
     elif plan_id not in ids:
         known = ", ".join(ids[-5:]) or "none"
-        raise PlanError(f"no plan {plan_id!r} in {plans_dir(experiment)} (latest: {known})",
-                        hint="`harness run --resume` picks the latest plan")
+        raise PlanStateError(f"no plan {plan_id!r} in {plans_dir(experiment)} (latest: {known})",
+                             hint="`harness run --resume` picks the latest plan")
     path = plan_dir(experiment, plan_id) / STATE_FILENAME
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise PlanError(f"{path}: cannot be read ({e.__class__.__name__}: {e})") from e
-    if not isinstance(data, dict):
-        raise PlanError(f"{path}: not a harness plan state")
-    return Plan.from_dict(data, path)
+        raw = path.read_bytes()
+    except OSError as e:
+        raise PlanStateError(f"{path}: cannot be read ({e.strerror or e.__class__.__name__})",
+                             hint=NEW_PLAN_HINT) from e
+    return Plan.from_dict(validate_state(raw, path, list(experiment.config.modes)), path)
 
 
 class PlanLock:

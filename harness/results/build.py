@@ -369,4 +369,9 @@ def rebuild_from_events(run_dir: Path | str) -> dict[str, Any]:
         first_m = start["m"] if start and "m" in start else (min(ms) if ms else 0.0)
         info["wall_time"] = (max(ms) - first_m) if ms else None
         info["ended_at"] = max(ts) if ts else None
-    return build_results(events, info)
+    try:
+        return build_results(events, info)
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError, OverflowError) as e:
+        # A record of the right type with a field of the wrong kind: the file is broken, not harness.
+        raise ResultsError(path, f"holds a record harness cannot use ({e.__class__.__name__}: "
+                                 f"{' '.join(str(e).split())[:80]})", hint="the run cannot be compared") from e

@@ -26,6 +26,8 @@ from typing import Any, Callable
 import numpy as np
 
 from harness.results.schema import RESULTS_FILENAME as RESULTS
+from harness.run_numbers import check_run
+from harness.safe_json import parse
 
 VERSION = 1
 PREFIX = "batches-"
@@ -110,6 +112,7 @@ def write(run_dir: Path, document: dict[str, Any] | None = None) -> Path | None:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, __meta__=np.array(meta), **{f"a{i}": a for i, a in enumerate(arrays.values())},
                      __names__=np.array(list(arrays), dtype=str))
+            os.fchmod(f.fileno(), 0o666 & ~umask())  # mkstemp's 0600 would hide it from a teammate
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
@@ -132,6 +135,13 @@ def write_quietly(run_dir: Path, document: dict[str, Any] | None = None) -> bool
 def twin_size(run_dir: Path) -> int:
     """Bytes of the run's twin(s) (0 when none)."""
     return sum(p.stat().st_size for p in Path(run_dir).glob(f"{PREFIX}*.npz"))
+
+
+def umask() -> int:
+    """The process's umask (``results.io`` imports this module, so it cannot lend its own)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _plain(value: Any) -> Any:
@@ -160,8 +170,8 @@ def read(run_dir: Path, validate: Callable[[dict[str, Any], Path], None] | None 
         if target not in candidates:
             return None
         with np.load(target, allow_pickle=False) as npz:
-            meta = json.loads(str(npz["__meta__"]))
-            if meta.get("version") != VERSION:
+            meta = parse(str(npz["__meta__"]), max_depth=None)  # no NaN; deep nesting refused, not raised
+            if not isinstance(meta, dict) or meta.get("version") != VERSION:
                 return None
             names = [str(n) for n in npz["__names__"]]
             arrays = {name: npz[f"a{i}"] for i, name in enumerate(names)}
@@ -181,4 +191,5 @@ def read(run_dir: Path, validate: Callable[[dict[str, Any], Path], None] | None 
             parent[keys[-1]] = arr
     except (KeyError, TypeError, AttributeError):
         return None
+    check_run(doc, results)  # the arrays too: a forged twin must not bring impossible numbers in
     return doc

@@ -48,14 +48,23 @@ def read_events(path: Path | str) -> tuple[list[dict[str, Any]], int]:
                 continue
             try:
                 record = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested absurdly deep
                 dropped += 1
                 continue
-            if isinstance(record, dict) and "type" in record:
+            if isinstance(record, dict) and isinstance(record.get("type"), str) and _stamps_ok(record):
                 records.append(record)
             else:
                 dropped += 1
     return records, dropped
+
+
+def _stamps_ok(record: dict[str, Any]) -> bool:
+    """``t`` and ``m``, where present, are finite numbers (records are ordered and timed by them)."""
+    for key in ("t", "m"):
+        value = record.get(key, 0.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            return False
+    return True
 
 
 def finite(value: Any) -> Any:

@@ -101,24 +101,24 @@ def load_results_file(path: Path) -> dict[str, Any]:
     Raises:
         ResultsError: when the file is missing, cut short, not JSON, or not a harness results file.
     """
-    from harness.nofollow import NotARegularFile, read_text
+    from harness.nofollow import NotARegularFile, read_bytes
+    from harness.safe_json import JsonInputError, parse
 
     try:
-        text = read_text(path)  # the run folder is the run's to write: a link is never followed
+        raw = read_bytes(path)  # the run folder is the run's to write: a link is never followed
     except FileNotFoundError as e:
         raise ResultsError(path, "not found") from e
     except NotARegularFile as e:
         raise ResultsError(path, f"is not a file ({e.strerror})") from e
-    except (OSError, UnicodeDecodeError) as e:
-        raise ResultsError(path, f"cannot be read ({e.__class__.__name__})") from e
-    if not text.strip():
-        raise ResultsError(path, "is empty")
+    except OSError as e:
+        raise ResultsError(path, f"cannot be read ({e.strerror or e.__class__.__name__})") from e
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        problem = "is cut short" if e.pos >= len(text.rstrip()) - 1 else "is not valid JSON"
-        raise ResultsError(path, f"{problem} ({e.msg} at line {e.lineno})",
-                           hint="delete the run folder, or run it again") from e
+        # Strict JSON (the writer sanitises NaN to null); deep nesting is the parser's RecursionError,
+        # caught there: a depth walk would cost more than the parse on long runs.
+        data = parse(raw, allow_nan=False, max_depth=None)
+    except JsonInputError as e:
+        hint = None if e.kind == "empty" else "delete the run folder, or run it again"
+        raise ResultsError(path, str(e), hint=hint) from None
     validate_results(data, path)
     return data
 

@@ -49,3 +49,6 @@ def validate_results(data: Any, path: Path) -> None:
     for key in ("batch_times",):
         if key in mode and not isinstance(mode[key], list):
             raise ResultsError(path, f"modes.{run['mode']}.{key} must be a list")
+    from harness.run_numbers import check_run
+
+    check_run(data, path)  # no reader, and no verdict, rests on an impossible number
