@@ -17,6 +17,7 @@ from harness.errors import UsageError
 from harness.experiment import Experiment
 from harness.modes import ModeSpec
 from harness.plan.executor import Executor, RunCompleted
+from harness.plan.guard import exclusive_plan
 from harness.plan.local import LocalExecutor
 from harness.plan.model import Plan, PlanResult, make_plan, resolve_modes
 from harness.plan.progress import Progress
@@ -33,11 +34,14 @@ def execute(experiment: Experiment, modes: list[str], seeds: list[int] | None, o
             dry_run: bool = False, resume: str | None = None, fail_fast: bool = False,
             parallel: bool = False, executor: str = "local", address: str | None = None,
             echo: Echo | None = print, on_run_completed: RunCompleted | None = None,
-            sequential: SequentialRequest | None = None, decide: Decide | None = None) -> PlanResult:
+            sequential: SequentialRequest | None = None, decide: Decide | None = None,
+            parallel_plans: bool = False) -> PlanResult:
     """What ``harness run`` does: make (or resume) a plan, and run it unless ``dry_run``.
 
     ``sequential`` (``--until-confident``) makes a sequential plan of two modes, which adds seed
     pairs until ``decide`` (the CLI passes compare's) says the verdict is resolved (plan/sequential.py).
+
+    A plan does not start while another plan of the experiment runs, unless ``parallel_plans``.
 
     ``echo`` gets the live lines (what runs now, progress, the runs' output); the result is
     rendered by ``harness.plan.report.render_plan_result``.
@@ -45,6 +49,7 @@ def execute(experiment: Experiment, modes: list[str], seeds: list[int] | None, o
     Raises:
         UsageError: unknown modes, bad seeds, modes given with --resume, --address without ray.
         PlanError: no plan to resume, or the plan is being run by another process.
+        PlanRunningError: another plan of the experiment is running (and not ``parallel_plans``).
         MissingDependencyError: --executor ray without Ray installed.
         HarnessError: a plan-level problem (no engine, no GPU runtime); the plan can be resumed.
         KeyboardInterrupt: Ctrl-C reached a run; the plan is saved and can be resumed.
@@ -87,7 +92,7 @@ def execute(experiment: Experiment, modes: list[str], seeds: list[int] | None, o
     if dry_run:
         return _dry_run(experiment, plan, resuming=resume is not None)
     return run_plan(experiment, plan, echo=echo, resuming=resume is not None, on_run_completed=on_run_completed,
-                    decide=decide)
+                    decide=decide, parallel_plans=parallel_plans)
 
 
 def _sequential_plan(experiment: Experiment, modes: list[str], seeds: list[int] | None, options: RunOptions,
@@ -159,14 +164,18 @@ def _reserved(experiment: Experiment, plan_id: str) -> Iterator[None]:
 
 
 def run_plan(experiment: Experiment, plan: Plan, *, echo: Echo | None = print, resuming: bool = False,
-             on_run_completed: RunCompleted | None = None, decide: Decide | None = None) -> PlanResult:
+             on_run_completed: RunCompleted | None = None, decide: Decide | None = None,
+             parallel_plans: bool = False) -> PlanResult:
     """Run a plan's unfinished runs under its lock.
 
     Raises:
         PlanError: when another process holds the plan.
+        PlanRunningError: when another plan of the experiment runs and ``parallel_plans`` is False.
         HarnessError, KeyboardInterrupt: as :func:`execute`.
     """
-    with PlanLock(plan_dir(experiment, plan.plan_id)), _reserved(experiment, plan.plan_id):
+    with exclusive_plan(plan_dir(experiment, plan.plan_id).parent, plan.plan_id,
+                        PlanLock(plan_dir(experiment, plan.plan_id)), allow_parallel=parallel_plans), \
+            _reserved(experiment, plan.plan_id):
         if resuming:
             # Reload under the lock: another process may have moved the plan on meanwhile.
             fresh = load_plan(experiment, plan.plan_id)
