@@ -41,15 +41,13 @@ def execute(experiment: Experiment, modes: list[str], seeds: list[int] | None, o
     ``sequential`` (``--until-confident``) makes a sequential plan of two modes, which adds seed
     pairs until ``decide`` (the CLI passes compare's) says the verdict is resolved (plan/sequential.py).
 
-    A plan does not start while another plan of the experiment runs, unless ``parallel_plans``.
-
     ``echo`` gets the live lines (what runs now, progress, the runs' output); the result is
     rendered by ``harness.plan.report.render_plan_result``.
 
     Raises:
         UsageError: unknown modes, bad seeds, modes given with --resume, --address without ray.
-        PlanError: no plan to resume, or the plan is being run by another process.
-        PlanRunningError: another plan of the experiment is running (and not ``parallel_plans``).
+        PlanError: no plan to resume, the plan is being run by another process, or (PlanRunningError)
+            another plan of the experiment runs and not ``parallel_plans``.
         MissingDependencyError: --executor ray without Ray installed.
         HarnessError: a plan-level problem (no engine, no GPU runtime); the plan can be resumed.
         KeyboardInterrupt: Ctrl-C reached a run; the plan is saved and can be resumed.
