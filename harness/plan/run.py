@@ -46,8 +46,7 @@ def execute(experiment: Experiment, modes: list[str], seeds: list[int] | None, o
 
     Raises:
         UsageError: unknown modes, bad seeds, modes given with --resume, --address without ray.
-        PlanError: no plan to resume, the plan is being run by another process, or (PlanRunningError)
-            another plan of the experiment runs and not ``parallel_plans``.
+        PlanError: no plan to resume, the plan or (PlanRunningError) another plan of the experiment runs.
         MissingDependencyError: --executor ray without Ray installed.
         HarnessError: a plan-level problem (no engine, no GPU runtime); the plan can be resumed.
         KeyboardInterrupt: Ctrl-C reached a run; the plan is saved and can be resumed.
