@@ -15,7 +15,7 @@ The parts (docs/statistics.md, "Which runs are compared"):
 * ``config``: the resolved experiment config, less what does not change a run (the seed list,
   other modes, what only compare reads).
 * ``settings``: the resolved run settings (backend, cpus, memory, shm size, GPUs, network, IPC,
-  timeout).
+  timeout, pids).
 * ``runtime``: the image id (Docker), or the interpreter and framework versions (local).
 
 Computed on the host before each run (``harness.backends.identity``) and handed to the agent,
@@ -41,7 +41,8 @@ CONFIG_KEYS_IGNORED = frozenset({"seeds", "primary_metric", "quality_metric"})
 DOC_SUFFIXES = (".md", ".rst")
 NOT_CODE_NAMES = frozenset({"experiment_config.json", ".gitignore", "LICENSE"})
 SETTING_FLAGS = {"backend": "--backend", "cpus": "--cpus", "memory": "--memory", "shm_size": "--shm-size",
-                 "gpus": "--gpus", "network": "--network", "ipc": "--ipc", "timeout": "--timeout"}
+                 "gpus": "--gpus", "network": "--network", "ipc": "--ipc", "timeout": "--timeout",
+                 "pids": "--pids"}
 _PYTHON_NAMES = ("python", "python3")
 
 
@@ -120,6 +121,28 @@ def make_fingerprint(*, command: list[str], code: dict[str, str], config: dict[s
     parts = {"command": list(command), "code": dict(sorted(code.items())), "config": config,
              "settings": dict(sorted(settings.items())), "runtime": runtime}
     return {"hash": fingerprint_hash(parts), "version": FINGERPRINT_VERSION, "parts": parts}
+
+
+# What a machine decides for itself: on Ray each node runs its own image or interpreter, picks
+# its backend (auto) and its GPUs. Runs on two machines are the same code when all else agrees.
+MACHINE_SETTINGS = ("backend", "gpus")
+
+
+def identity_keys(fp: dict[str, Any] | None) -> tuple[str | None, str | None]:
+    """``(code key, machine key)``: hashes of what the user chose and of what the machine decided.
+
+    On one machine two runs are alike when both keys agree (the fingerprint's hash); across
+    machines when the code keys agree (nodes differ in hardware: compare/nodes.py says so).
+    """
+    if not isinstance(fp, dict):
+        return None, None
+    parts = fp.get("parts")
+    if not isinstance(parts, dict):
+        return (fp.get("hash") if isinstance(fp.get("hash"), str) else None), None
+    settings = parts.get("settings") if isinstance(parts.get("settings"), dict) else {}
+    chosen = {**parts, "runtime": None, "settings": {k: v for k, v in settings.items() if k not in MACHINE_SETTINGS}}
+    decided = {"runtime": parts.get("runtime"), **{k: settings.get(k) for k in MACHINE_SETTINGS}}
+    return fingerprint_hash(chosen), fingerprint_hash(decided)
 
 
 # --------------------------------------------------------------------------- naming a difference

@@ -132,9 +132,56 @@ def test_overlapping_runs_of_two_plans_are_named(tmp_path: Path) -> None:
     write_experiment(exp, seeds=[3, 4, 5], start=T0 + 5, modes={
         "baseline": {"plan_id": "PB"}, "optimization": {"plan_id": "PB"}})
     comp = compare_experiment(exp)
-    warn = [f for f in comp.fairness if "overlapped in time on this host" in f]
+    warn = [f for f in comp.fairness if "overlapped in time on the same machine" in f]
     assert len(warn) == 1, comp.fairness
     assert "plans PA and PB" in warn[0] or "plans PB and PA" in warn[0]
+
+
+def _on_machines(exp: Path, where) -> None:
+    """Record ``where(plan_id) -> (hostname, machine id, ray node id)`` in each run, as the Ray executor does."""
+    from harness.results import load_results_file, write_json_atomic
+
+    for path in (exp / "results").glob("*/*/results.json"):
+        data = load_results_file(path)
+        host, machine_id, node_id = where(data["run"]["plan_id"])
+        data["run"].update(node=host, hardware={"hostname": host, "machine_id": machine_id, "cpu_count": 8},
+                           ray={"node_id": node_id})
+        write_json_atomic(path, data)
+
+
+def test_overlapping_runs_count_only_on_one_machine(tmp_path: Path) -> None:
+    """Runs overlap on one machine (its machine id: two Ray nodes on one host are one), never across machines."""
+    exp = write_experiment(tmp_path / "machines", seeds=[0, 1, 2], modes={
+        "baseline": {"plan_id": "PA"}, "optimization": {"plan_id": "PA"}})
+    write_experiment(exp, seeds=[3, 4, 5], start=T0 + 5, modes={
+        "baseline": {"plan_id": "PB"}, "optimization": {"plan_id": "PB"}})
+    _on_machines(exp, lambda plan: ("node-a", "aaaa", "n1") if plan == "PA" else ("node-b", "bbbb", "n2"))
+    assert not any("overlapped" in f for f in compare_experiment(exp).fairness)
+    # Two Ray nodes (n1, n2) with different host names on one machine: the runs shared it.
+    _on_machines(exp, lambda plan: ("node-a", "aaaa", "n1") if plan == "PA" else ("node-a2", "aaaa", "n2"))
+    warn = [f for f in compare_experiment(exp).fairness if "overlapped in time on the same machine" in f]
+    assert len(warn) == 1, warn
+    assert "plans PA and PB" in warn[0] or "plans PB and PA" in warn[0], warn
+
+
+def test_ray_plan_state_runs_are_placed_by_their_node(tmp_path: Path) -> None:
+    """A Ray plan's state.json names the Ray node: its machine comes from the runs that ran there."""
+    exp = write_experiment(tmp_path / "raystate", seeds=[0, 1, 2], modes={
+        "baseline": {"plan_id": "PA"}, "optimization": {"plan_id": "PA"}})
+    _on_machines(exp, lambda plan: ("node-a", "aaaa", "n1"))
+    state = exp / "results" / "plans" / "PX" / "state.json"
+    state.parent.mkdir(parents=True)
+
+    def other_run(node: str) -> None:
+        state.write_text(json.dumps({"plan_id": "PX", "executor": "ray", "parallel": False, "runs": [
+            {"mode": "amp", "seed": 0, "status": "completed", "run_id": "20240115T100000-s0-ffff",
+             "started": T0 + 10, "ended": T0 + 40, "node": node}]}))
+
+    other_run("n9")  # a node no compared run ran on: another machine
+    assert not any("overlapped" in f for f in compare_experiment(exp).fairness)
+    other_run("n1")  # the node the compared runs ran on
+    warn = [f for f in compare_experiment(exp).fairness if "overlapped" in f]
+    assert len(warn) == 1 and "amp 20240115T100000-s0-ffff" in warn[0], warn
 
 
 def test_runs_of_other_modes_in_plan_state_count_as_overlap(tmp_path: Path) -> None:
@@ -147,6 +194,47 @@ def test_runs_of_other_modes_in_plan_state_count_as_overlap(tmp_path: Path) -> N
     comp = compare_experiment(exp)
     warn = [f for f in comp.fairness if "overlapped" in f]
     assert len(warn) == 1 and "amp 20240115T100000-s0-ffff" in warn[0]
+
+
+def test_each_machine_runs_its_own_image_and_that_is_not_other_code(tmp_path: Path) -> None:
+    """A Ray plan over two machines: each builds its own image; the runs are one code, paired by seed.
+    On one machine a different image is other code all the same."""
+    from harness.results import load_results_file, write_json_atomic
+
+    seeds = [0, 1, 2, 3, 4, 5]
+
+    def where(seed: int) -> str:
+        return "aaaa" if seed % 2 == 0 else "bbbb"
+
+    def fp_on(mode: str, image: str) -> dict:
+        return make_fingerprint(command=["python", f"{mode}.py"], code={"baseline.py": "b1", "optimization.py": "v1"},
+                                config={"epochs": 1}, settings={"backend": "docker", "cpus": 2.0},
+                                runtime={"image_id": f"sha256:{image}"})
+
+    modes = {m: {"step": 0.05 if m == "baseline" else 0.04,
+                 "per_seed": {s: {"fingerprint": fp_on(m, f"{m}-{where(s)}")} for s in seeds}}
+             for m in ("baseline", "optimization")}
+    exp = write_experiment(tmp_path / "cluster", seeds=seeds, modes=modes)
+    for path in (exp / "results").glob("*/*/results.json"):
+        data = load_results_file(path)
+        machine_id = where(data["run"]["seed"])
+        data["run"].update(node=f"node-{machine_id}", hardware={"hostname": f"node-{machine_id}",
+                                                                 "machine_id": machine_id, "cpu_count": 8})
+        write_json_atomic(path, data)
+    comp = compare_experiment(exp)
+    assert comp.left_out_older == [] and len(comp.runs["optimization"]) == 6 and comp.paired
+    # A later optimization run on machine aaaa with an image rebuilt there: aaaa's older runs are left out.
+    write_experiment(exp, seeds=[6], start=LATER, modes={"optimization": {"step": 0.04,
+                                                                           "fingerprint": fp_on("optimization", "new")}})
+    for path in (exp / "results" / "optimization").glob("*-s6-*/results.json"):
+        data = load_results_file(path)
+        data["run"].update(node="node-aaaa", hardware={"hostname": "node-aaaa", "machine_id": "aaaa", "cpu_count": 8})
+        write_json_atomic(path, data)
+    comp = compare_experiment(exp)
+    assert comp.left_out_older == [f"optimization: 3 run(s) of older code (image differs since): "
+                                   + ", ".join(r.run_id for r in sorted(comp.runs_left_out_older,
+                                                                        key=lambda r: r.started_at))]
+    assert sorted(r.seed for r in comp.runs["optimization"]) == [1, 3, 5, 6]
 
 
 def _load(loadavg: float, other: float) -> dict:

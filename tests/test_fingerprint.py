@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from harness.backends.identity import for_run
-from harness.fingerprint import (differences, from_env, local_runtime, make_fingerprint, normalise_command,
-                                 run_config, take_from_env)
+from harness.fingerprint import (differences, from_env, identity_keys, local_runtime, make_fingerprint,
+                                 normalise_command, run_config, take_from_env)
 
 CONFIG = {"competition": "demo", "kaggle_slug": "demo", "framework": "pytorch", "seeds": [0, 1, 2],
           "modes": {"baseline": "baseline.py", "optimization": "optimization.py"}, "epochs": 2,
@@ -117,3 +117,24 @@ def test_from_env_reads_only_a_fingerprint() -> None:
     assert from_env({"HARNESS_FINGERPRINT": "[1]"}) is None
     environ = {"HARNESS_FINGERPRINT": json.dumps(fp), "PATH": "/bin"}
     assert take_from_env(environ) == fp and environ == {"PATH": "/bin"}  # the script never sees it
+
+
+def test_identity_keys_separate_what_the_user_chose_from_what_the_machine_decided() -> None:
+    """On Ray each machine has its own image, backend (auto) and GPUs; the code key ignores those only."""
+    def fp(**over) -> dict:
+        parts = {"command": ["python", "optimization.py"], "code": {"optimization.py": "v1"}, "config": {"epochs": 1},
+                 "settings": dict(SETTINGS), "runtime": {"image_id": "sha256:a"}}
+        for key, value in over.items():
+            parts[key] = {**parts[key], **value} if isinstance(value, dict) else value
+        return make_fingerprint(**parts)
+
+    code, decided = identity_keys(fp())
+    assert identity_keys(fp()) == (code, decided)
+    for machine_side in ({"runtime": {"image_id": "sha256:b"}}, {"settings": {"backend": "docker"}},
+                         {"settings": {"gpus": "0"}}):
+        other = identity_keys(fp(**machine_side))
+        assert other[0] == code and other[1] != decided, machine_side
+    for user_side in ({"code": {"optimization.py": "v2"}}, {"settings": {"cpus": 4.0}}, {"config": {"epochs": 2}},
+                      {"command": ["python", "optimization.py", "--amp"]}):
+        assert identity_keys(fp(**user_side))[0] != code, user_side
+    assert identity_keys(None) == (None, None)

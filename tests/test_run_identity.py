@@ -88,7 +88,7 @@ def test_a_second_plan_is_refused_unless_parallel_plans(tmp_path: Path) -> None:
         out, _ = first.communicate(timeout=120)
     assert first.returncode == 0, out
     comp = compare_experiment(path)
-    warn = [f for f in comp.fairness if "overlapped in time on this host" in f]
+    warn = [f for f in comp.fairness if "overlapped in time on the same machine" in f]
     assert len(warn) == 1, comp.fairness
     (second_id,) = [p.name for p in (path / "results" / "plans").iterdir() if p.is_dir() and p.name != plan_id]
     assert f"plans {plan_id} and {second_id}" in warn[0] or f"plans {second_id} and {plan_id}" in warn[0], warn

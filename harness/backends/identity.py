@@ -32,7 +32,8 @@ def run_settings(request: RunRequest, backend: str) -> dict[str, Any]:
     """The settings that shape a run (flags over config, resolved once in ``RunSettings``), as JSON data."""
     run = request.settings()
     return {"backend": backend, "cpus": run.cpus, "memory": run.memory, "shm_size": run.shm,
-            "gpus": str(run.gpus), "network": run.network, "ipc": run.ipc, "timeout": run.timeout}
+            "gpus": str(run.gpus), "network": run.network, "ipc": run.ipc, "timeout": run.timeout,
+            "pids": run.pids}
 
 
 def run_fingerprint(request: RunRequest, backend: str, command: list[str], *, image_id: str | None = None,

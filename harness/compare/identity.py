@@ -9,29 +9,23 @@ others are listed with what differs. ``--all-runs`` pools them anyway, with a fa
 A file edited while a plan ran gives that plan two fingerprints for one mode: the runs after the
 change are errors (the plan meant to measure one thing) and are never compared.
 Runs without a fingerprint (made by an older harness) count as one fingerprint of their own.
+Each machine of a Ray cluster runs its own image or interpreter and picks its own backend and
+GPUs: runs on different machines are alike when the rest of their fingerprints agrees (the
+hardware difference is compare/nodes.py's to name); on one machine the whole fingerprint counts.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Sequence
 
-from harness.fingerprint import differences
-
-
-class RunLike(Protocol):
-    run_id: str
-    mode: str
-    seed: int | None
-    started_at: float | None
-    fingerprint: dict[str, Any] | None
-    plan_id: str | None
+from harness.compare.nodes import machine
+from harness.fingerprint import differences, identity_keys
 
 
-def fp_hash(run: RunLike) -> str | None:
-    fp = getattr(run, "fingerprint", None)
-    return fp.get("hash") if isinstance(fp, dict) else None
+def _keys(run: Any) -> tuple[str | None, str | None]:
+    return identity_keys(getattr(run, "fingerprint", None))
 
 
 @dataclass
@@ -42,7 +36,7 @@ class ModeSelection:
     used: list[Any]
     older: list[tuple[Any, list[str]]] = field(default_factory=list)  # run, what differs from the used code
     changed_in_plan: list[tuple[Any, str, list[str]]] = field(default_factory=list)  # run, plan id, what changed
-    fingerprints_used: int = 1
+    mixed: list[tuple[Any, list[str]]] = field(default_factory=list)  # --all-runs: used runs of older code
 
     def left_out_lines(self) -> list[str]:
         """'Left out (older code)' lines: one per group of runs with the same differences."""
@@ -65,7 +59,7 @@ def _sort_key(run: Any) -> tuple[float, str]:
 
 
 def changed_in_plan(runs: Sequence[Any]) -> list[tuple[Any, str, list[str]]]:
-    """Runs whose fingerprint differs from the first run of the same mode in the same plan."""
+    """Runs unlike the first run of the same mode in the same plan (on their machine: see ``_alike``)."""
     by_plan: dict[str, list[Any]] = defaultdict(list)
     for run in runs:
         plan_id = getattr(run, "plan_id", None)
@@ -75,9 +69,30 @@ def changed_in_plan(runs: Sequence[Any]) -> list[tuple[Any, str, list[str]]]:
     for plan_id, plan_runs in by_plan.items():
         plan_runs = sorted(plan_runs, key=_sort_key)
         first = plan_runs[0]
-        for run in plan_runs[1:]:
-            if fp_hash(run) != fp_hash(first):
-                out.append((run, plan_id, differences(first.fingerprint, run.fingerprint)))
+        firsts: dict[str | None, Any] = {}  # machine -> the plan's first run of the first code there
+        for run in plan_runs:
+            ref = firsts.setdefault(machine(run), run) if _keys(run)[0] == _keys(first)[0] else first
+            if not _alike(run, ref):
+                out.append((run, plan_id, differences(ref.fingerprint, run.fingerprint)))
+    return out
+
+
+def _alike(run: Any, ref: Any) -> bool:
+    """Same code and settings; and, on the reference's machine, the same image or interpreter.
+
+    Each machine of a Ray cluster runs its own image (or interpreter) and picks its own backend
+    and GPUs; runs on two machines measure the same thing when the rest agrees.
+    """
+    (code, decided), (ref_code, ref_decided) = _keys(run), _keys(ref)
+    return code == ref_code and (decided == ref_decided or machine(run) != machine(ref))
+
+
+def _references(runs: Sequence[Any], newest: Any) -> dict[str | None, Any]:
+    """machine -> the newest run there with the newest run's code (``runs`` oldest first)."""
+    out: dict[str | None, Any] = {}
+    for run in runs:
+        if _keys(run)[0] == _keys(newest)[0]:
+            out[machine(run)] = run
     return out
 
 
@@ -87,28 +102,41 @@ def select_runs(mode: str, runs: Sequence[Any], all_runs: bool = False) -> ModeS
     bad_ids = {r.run_id for r, _, _ in bad}
     good = sorted((r for r in runs if r.run_id not in bad_ids), key=_sort_key)
     if not good:
-        return ModeSelection(mode, [], changed_in_plan=bad, fingerprints_used=0)
-    newest = good[-1]
+        return ModeSelection(mode, [], changed_in_plan=bad)
+    refs = _references(good, good[-1])
+    used, other = [], []
+    for run in good:
+        ref = refs.get(machine(run), good[-1])
+        if _alike(run, ref):
+            used.append(run)
+        else:
+            other.append((run, differences(run.fingerprint, ref.fingerprint)))
     if all_runs:
-        return ModeSelection(mode, good, changed_in_plan=bad,
-                             fingerprints_used=len({fp_hash(r) for r in good}))
-    used = [r for r in good if fp_hash(r) == fp_hash(newest)]
-    older = [(r, differences(r.fingerprint, newest.fingerprint)) for r in good if fp_hash(r) != fp_hash(newest)]
-    return ModeSelection(mode, used, older=older, changed_in_plan=bad)
+        return ModeSelection(mode, good, changed_in_plan=bad, mixed=other)
+    return ModeSelection(mode, used, older=other, changed_in_plan=bad)
+
+
+def one_fingerprint(runs: Sequence[Any]) -> bool:
+    """True when the runs measured one thing: one code, one image or interpreter per machine (the paired
+    test needs that)."""
+    if len({_keys(r)[0] for r in runs}) > 1:
+        return False
+    per_machine: dict[str | None, set[str | None]] = defaultdict(set)
+    for run in runs:
+        per_machine[machine(run)].add(_keys(run)[1])
+    return all(len(keys) <= 1 for keys in per_machine.values())
 
 
 def pooled_warning(selection: ModeSelection) -> str | None:
     """With --all-runs: the fairness warning naming what differs between the pooled runs."""
-    if selection.fingerprints_used <= 1:
+    if not selection.mixed:
         return None
-    runs = sorted(selection.used, key=_sort_key)
-    newest = runs[-1]
     groups: dict[tuple[str, ...], int] = defaultdict(int)
-    for run in runs:
-        if fp_hash(run) != fp_hash(newest):
-            groups[tuple(differences(run.fingerprint, newest.fingerprint))] += 1
+    for _, diff in selection.mixed:
+        groups[tuple(diff)] += 1
+    kinds = 1 + len({_keys(run) for run, _ in selection.mixed})
     parts = [f"{n} run(s) with {'; '.join(diff)} since" for diff, n in groups.items()]
-    return (f"--all-runs pooled {selection.mode} runs of {selection.fingerprints_used} different fingerprints "
+    return (f"--all-runs pooled {selection.mode} runs of {kinds} different fingerprints "
             f"({', '.join(parts)}): they measured different code or settings, so the verdict mixes them.")
 
 
@@ -126,11 +154,6 @@ def duplicate_seed_warnings(selection: ModeSelection, name_runs: bool) -> list[s
         out.append(f"{selection.mode} has {len(runs)} runs of seed {seed}{which}: a seed counted twice weighs "
                    "twice; run distinct seeds (harness run --seeds).")
     return out
-
-
-def one_fingerprint(runs: Sequence[Any]) -> bool:
-    """True when every run carries the same fingerprint (the paired test needs that)."""
-    return len({fp_hash(r) for r in runs}) <= 1
 
 
 def cross_mode_warning(baseline: ModeSelection, candidate: ModeSelection) -> str | None:

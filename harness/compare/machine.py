@@ -11,7 +11,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from harness.compare.nodes import machine as machine_of
+
+if TYPE_CHECKING:
+    from harness.compare.reduce import RunData
 
 # Background CPU load (cores used by other processes) that makes two modes' conditions unlike.
 OTHER_CORES_DIFFERENCE = 0.5  # cores, and ...
@@ -27,25 +32,36 @@ class Interval:
     run_id: str
     mode: str
     plan_id: str | None
-    node: str | None
+    machine: str | None  # compare.nodes.machine(run); None: the machine that ran the plan (this one)
     start: float
     end: float
     parallel: bool = False  # the plan ran it beside others (--parallel): warned about already
 
 
-def run_interval(run: Any) -> Interval | None:
+def run_interval(run: RunData) -> Interval | None:
     start, end = getattr(run, "started_at", None), getattr(run, "ended_at", None)
     if start is None or end is None or end <= start:
         return None
     par = getattr(run, "parallel", None)
-    return Interval(run.run_id, run.mode, getattr(run, "plan_id", None), getattr(run, "node", None), start, end,
+    return Interval(run.run_id, run.mode, getattr(run, "plan_id", None), machine_of(run), start, end,
                     bool(par and (par.get("runs_at_once") or 1) > 1))
 
 
-def plan_intervals(results_dir: Path) -> list[Interval]:
+def ray_machines(runs: Iterable[RunData]) -> dict[str, str]:
+    """Ray node id -> machine, from the runs' results (a plan's state.json names only the Ray node)."""
+    out: dict[str, str] = {}
+    for run in runs:
+        ray, where = (run.record or {}).get("ray"), machine_of(run)
+        if isinstance(ray, dict) and isinstance(ray.get("node_id"), str) and where:
+            out[ray["node_id"]] = where
+    return out
+
+
+def plan_intervals(results_dir: Path, ray_nodes: dict[str, str] | None = None) -> list[Interval]:
     """Every run that plans of the experiment started, from their state.json files (cheap to read).
 
-    Runs of modes that are not compared count too: they shared the machine all the same.
+    Runs of modes that are not compared count too: they shared the machine all the same. A run
+    of a Ray plan is on the machine ``ray_nodes`` names for its node, else on a machine of its own.
     """
     out: list[Interval] = []
     plans = Path(results_dir) / "plans"
@@ -66,13 +82,18 @@ def plan_intervals(results_dir: Path) -> list[Interval]:
                 continue
             if not isinstance(end, (int, float)):
                 continue  # still running or cut short: its results decide
-            out.append(Interval(r["run_id"], str(r.get("mode")), data.get("plan_id"), r.get("node"),
+            where = None
+            if data.get("executor") == "ray":
+                node = str(r.get("node"))
+                where = (ray_nodes or {}).get(node, f"ray node {node}")
+            out.append(Interval(r["run_id"], str(r.get("mode")), data.get("plan_id"), where,
                                 float(start), float(end), parallel))
     return out
 
 
 def _same_host(a: Interval, b: Interval) -> bool:
-    return a.node is None or b.node is None or a.node == b.node
+    """One physical machine (a machine id, so two Ray nodes on one host count as one)."""
+    return a.machine is None or b.machine is None or a.machine == b.machine
 
 
 def overlaps(compared: Sequence[Interval], others: Iterable[Interval], min_overlap_s: float = 1.0
@@ -105,7 +126,7 @@ def overlap_warning(pairs: list[tuple[Interval, Interval, float]], limit: int = 
                       + (f", plans {a.plan_id} and {b.plan_id})" if a.plan_id != b.plan_id and a.plan_id and b.plan_id
                          else ")") for a, b, s in pairs[:limit])
     more = f" and {len(pairs) - limit} more pair(s)" if len(pairs) > limit else ""
-    return (f"{len(pairs)} pair(s) of runs overlapped in time on this host: {shown}{more}. They shared the CPU "
+    return (f"{len(pairs)} pair(s) of runs overlapped in time on the same machine: {shown}{more}. They shared the CPU "
             "and memory bandwidth, so their times are not those of a lone run; run one plan at a time.")
 
 
@@ -182,8 +203,9 @@ def _load_words(mode: str, load: ModeLoad, cpus: int | None) -> str:
 
 def annotate(comp: Any, results_dir: Path) -> None:
     """Add the overlapping-runs and busy-host warnings to a Comparison's fairness notes."""
-    compared = [i for i in (run_interval(r) for runs in comp.runs.values() for r in runs) if i is not None]
-    others = plan_intervals(results_dir)
+    runs = [r for mode_runs in comp.runs.values() for r in mode_runs]
+    compared = [i for i in (run_interval(r) for r in runs) if i is not None]
+    others = plan_intervals(results_dir, ray_machines([*runs, *comp.runs_left_out_older]))
     others += [i for i in (run_interval(r) for r in comp.runs_left_out_older) if i is not None]
     warning = overlap_warning(overlaps(compared, others))
     if warning:

@@ -68,7 +68,8 @@ class Executor:
         """A run whose code or settings differ from the plan's first run of its mode is an error: say so."""
         from harness.plan.identity import check_run_fingerprint
 
-        problem = check_run_fingerprint(self.plan.fingerprints, run.mode, run_dir)
+        problem = check_run_fingerprint(self.plan.fingerprints, run.mode, run_dir,
+                                        across_machines=self.plan.executor == "ray")
         if problem is None:
             self.save()  # the first fingerprint of a mode is kept in state.json
             return

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.fingerprint import differences
+from harness.fingerprint import differences, identity_keys
 
 
 def run_fingerprint(run_dir: Path) -> dict[str, Any] | None:
@@ -27,8 +27,13 @@ def run_fingerprint(run_dir: Path) -> dict[str, Any] | None:
     return fp if isinstance(fp, dict) and isinstance(fp.get("hash"), str) else None
 
 
-def check_run_fingerprint(fingerprints: dict[str, Any], mode: str, run_dir: Path) -> str | None:
-    """Remember the first fingerprint of ``mode`` in ``fingerprints``; describe a later one that differs."""
+def check_run_fingerprint(fingerprints: dict[str, Any], mode: str, run_dir: Path,
+                          across_machines: bool = False) -> str | None:
+    """Remember the first fingerprint of ``mode`` in ``fingerprints``; describe a later one that differs.
+
+    ``across_machines`` (a Ray plan): each node runs its own image or interpreter and picks its
+    own backend and GPUs, so only the code, command, config and the user's settings must agree.
+    """
     fp = run_fingerprint(run_dir)
     if fp is None:
         return None
@@ -37,6 +42,8 @@ def check_run_fingerprint(fingerprints: dict[str, Any], mode: str, run_dir: Path
         fingerprints[mode] = fp
         return None
     if first.get("hash") == fp.get("hash"):
+        return None
+    if across_machines and identity_keys(first)[0] == identity_keys(fp)[0]:
         return None
     what = "; ".join(differences(first, fp))
     return (f"the code or settings changed while this plan ran ({what}): this run measured something else than "

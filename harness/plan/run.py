@@ -173,16 +173,8 @@ def run_plan(experiment: Experiment, plan: Plan, *, echo: Echo | None = print, r
     with exclusive_plan(plan_dir(experiment, plan.plan_id).parent, plan.plan_id,
                         PlanLock(plan_dir(experiment, plan.plan_id)), allow_parallel=parallel_plans), \
             _reserved(experiment, plan.plan_id):
-        if resuming:
-            # Reload under the lock: another process may have moved the plan on meanwhile.
-            fresh = load_plan(experiment, plan.plan_id)
-            fresh.fail_fast, fresh.parallel = plan.fail_fast, plan.parallel
-            fresh.executor, fresh.address = plan.executor, plan.address
-            fresh.options = plan.options
-            plan = fresh
-            todo = reconcile(experiment, plan, echo)
-        else:
-            todo = list(plan.runs)
+        # Reloaded under the lock when resuming.
+        plan, todo = _reloaded(experiment, plan, echo) if resuming else (plan, list(plan.runs))
         save_plan(experiment, plan)
         going = plan.sequential is not None and plan.sequential.get("decision") is None
         if going and decide is None:
@@ -224,6 +216,16 @@ def run_plan(experiment: Experiment, plan: Plan, *, echo: Echo | None = print, r
         return PlanResult(plan=plan, failed=[r for r in plan.runs if r.failed],
                           errors_log=plan_dir(experiment, plan.plan_id) / ERRORS_FILENAME, resuming=resuming,
                           slots=len(slots))
+
+
+def _reloaded(experiment: Experiment, plan: Plan, echo: Echo | None) -> tuple[Plan, list]:
+    """The plan as saved (another process may have moved it on meanwhile), this invocation's choices kept,
+    and its runs still to do."""
+    fresh = load_plan(experiment, plan.plan_id)
+    fresh.fail_fast, fresh.parallel = plan.fail_fast, plan.parallel
+    fresh.executor, fresh.address = plan.executor, plan.address
+    fresh.options = plan.options
+    return fresh, reconcile(experiment, fresh, echo)
 
 
 def _run_some(runner: Executor, runs: list) -> bool:
