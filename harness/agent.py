@@ -28,6 +28,8 @@ from typing import Any
 
 from harness import autoinstrument
 from harness import env as envvars
+from harness.fingerprint import take_from_env as take_fingerprint
+from harness.hostload import HostLoadProbe
 from harness.manifest import environment_manifest
 from harness.monitor.events import EventWriter
 from harness.monitor.process_tree import CONTAINER_CGROUP, CPU_SOURCES
@@ -219,10 +221,12 @@ def run(argv: list[str]) -> int:
     run_id = args.run_id or os.environ.get(envvars.RUN_ID) or results_dir.name
     experiment = args.experiment or os.environ.get(envvars.EXPERIMENT) or ""
     config = load_config(args.config)
+    fingerprint, host = take_fingerprint(os.environ), HostLoadProbe()  # what ran; what else ran beside it
     writer = EventWriter(events_path)
     sampler = ResourceSampler(track_pids=_CachedTree(os.getpid()), source=args.cpu_source)
     started_at, start_m = time.time(), time.monotonic()
-    where = {"backend": args.backend, "image": args.image, "plan_id": args.plan_id, "node": socket.gethostname()}
+    where = {"backend": args.backend, "image": args.image, "plan_id": args.plan_id, "node": socket.gethostname(),
+             "fingerprint": fingerprint}
     writer.emit("run_start", run_id=run_id, mode=args.mode, seed=args.seed, experiment=experiment,
                 command=args.command, pid=os.getpid(), **where,
                 gpus=[d["uuid"] for d in sampler.gpu.names()] if sampler.gpu else [])
@@ -235,6 +239,7 @@ def run(argv: list[str]) -> int:
     def sink(sample: dict[str, Any]) -> None:
         nonlocal last_memory
         last_memory = sample.get("memory") or last_memory
+        host.sample()
         writer.append({"t": sample["t"], "m": sample["m"], "type": "sample",
                        **{k: v for k, v in sample.items() if k not in ("t", "m")}})
 
@@ -256,7 +261,7 @@ def run(argv: list[str]) -> int:
     info = {"run_id": run_id, "mode": args.mode, "seed": args.seed, "status": status, "exit_code": exit_code,
             "signal": sig_name, "error": error, "wall_time": wall, "started_at": started_at,
             "ended_at": started_at + wall, "command": args.command, **where, "experiment_name": experiment,
-            "environment": manifest, "config": config}
+            "environment": manifest, "config": config, "host_load": host.finish()}
     _write_record(results_dir, events_path, writer.drop_reason, info)
     return exit_code
 

@@ -158,6 +158,8 @@ def _parse_seeds(value: str | None) -> list[int] | None:
               help="Continue a plan after a crash or Ctrl-C (default: the latest plan).")
 @click.option("--fail-fast", is_flag=True, help="Stop the plan at the first failed run.")
 @click.option("--parallel", is_flag=True, help="Run one container per free GPU (or disjoint cpusets on CPUs).")
+@click.option("--parallel-plans", is_flag=True,
+              help="Start even though another plan of this experiment is running (compare then warns).")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Where runs execute: this machine, or a Ray cluster.")
 @click.option("--address", help="Ray cluster address for --executor ray (e.g. 10.0.0.5:6379).")
@@ -172,7 +174,7 @@ def _parse_seeds(value: str | None) -> list[int] | None:
 def run(modes: tuple[str, ...], experiment_dir: Path | None, seeds: str | None, backend: str,
         gpus: str | None, cpus: float | None, memory: str | None, shm_size: str | None,
         network: str | None, ipc: str, timeout: float | None, pids: int | None, dry_run: bool, resume: str | None,
-        fail_fast: bool, parallel: bool, executor: str, address: str | None, rebuild: bool,
+        fail_fast: bool, parallel: bool, parallel_plans: bool, executor: str, address: str | None, rebuild: bool,
         until_confident: bool, max_seeds: int | None, budget: str | None, one_off: tuple[str, ...]) -> None:
     """Run modes of the experiment, each seed in its own container.
 
@@ -219,7 +221,8 @@ def run(modes: tuple[str, ...], experiment_dir: Path | None, seeds: str | None, 
     result = execute(experiment=experiment, modes=list(modes), seeds=seed_list,
                      options=options, dry_run=dry_run, resume=resume, fail_fast=fail_fast,
                      parallel=parallel, executor=executor, address=address, echo=click.echo,
-                     on_run_completed=warm, sequential=sequential, decide=look_at_runs)
+                     on_run_completed=warm, sequential=sequential, decide=look_at_runs,
+                     parallel_plans=parallel_plans)
     click.echo(render_plan_result(result))
     if result.failed:
         sys.exit(1)
@@ -236,9 +239,14 @@ def run(modes: tuple[str, ...], experiment_dir: Path | None, seeds: str | None, 
 @click.option("--noise-band", type=float, default=2.0, show_default=True,
               help="Percent change treated as noise: inside it a significant change reads 'within noise'.")
 @click.option("--fail-if-slower", is_flag=True, help="Exit 1 when the candidate is significantly slower.")
+@click.option("--fail-if-worse", is_flag=True,
+              help="Exit 1 when the candidate learns worse (accuracy, loss or the config's quality_metric).")
+@click.option("--all-runs", is_flag=True,
+              help="Pool every completed run, also those of older code or other settings (with a warning).")
 @click.option("--no-plots", is_flag=True, help="Skip the plots and HTML report (faster).")
 def compare(targets: tuple[str, ...], baseline: str | None, candidate: str | None, runs: str | None, fmt: str,
-            noise_band: float, fail_if_slower: bool, no_plots: bool) -> None:
+            noise_band: float, fail_if_slower: bool, fail_if_worse: bool, all_runs: bool,
+            no_plots: bool) -> None:
     """Compare two modes' runs: verdict, statistics, diagnosis, report.
 
     Compares the experiment you are in: baseline against optimization, or the
@@ -246,6 +254,9 @@ def compare(targets: tuple[str, ...], baseline: str | None, candidate: str | Non
     modes and none named, prints one line per mode against baseline, then the
     full report of the first. With several EXPERIMENTS (folders), prints one
     summary table across competitions.
+    Each mode uses the runs of its newest code and settings (fingerprint);
+    older runs are listed as left out, with what changed. --all-runs pools
+    them anyway.
 
     \b
     Writes results/comparison/: comparison.json, report.md, report.html, *.png
@@ -253,7 +264,7 @@ def compare(targets: tuple[str, ...], baseline: str | None, candidate: str | Non
       harness compare
       harness compare baseline amp             # = --baseline baseline --candidate amp
       harness compare --format markdown > RESULTS.md
-      harness compare --fail-if-slower          # in CI
+      harness compare --fail-if-slower --fail-if-worse   # in CI
       harness compare experiments/*
     """
     from harness.compare import compare_and_report, render_result
@@ -266,13 +277,14 @@ def compare(targets: tuple[str, ...], baseline: str | None, candidate: str | Non
     run_ids = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
     refuse_unsafe_names(baseline=baseline, candidate=candidate, runs=run_ids or [])
     result = compare_and_report(experiments=experiments, baseline=baseline, candidate=candidate, modes=modes,
-                                run_ids=run_ids, noise_band=noise_band / 100.0, plots=not no_plots)
+                                run_ids=run_ids, noise_band=noise_band / 100.0, plots=not no_plots,
+                                all_runs=all_runs)
     # Wide enough for the verdict table; CliRunner and pipes fall back to COLUMNS or 120.
     text, problems = render_result(result, fmt, max(100, shutil.get_terminal_size((120, 24)).columns))
     for line in problems:
         click.echo(line, err=True)
     click.echo(text)
-    sys.exit(1 if fail_if_slower and result.slower else 0)
+    sys.exit(1 if (fail_if_slower and result.slower) or (fail_if_worse and result.worse) else 0)
 
 
 # --------------------------------------------------------------------------- images

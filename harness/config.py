@@ -189,6 +189,14 @@ class Resources(_Model):
         return parse_gpus(v)
 
 
+class QualityMetric(_Model):
+    """The metric that says whether a run learned as well: a ``log_metric`` name, or accuracy / loss."""
+
+    name: str = Field(..., description="A name the script passes to log_metric, or 'accuracy' or 'loss'.")
+    better: Literal["higher", "lower"] = Field("higher", description="Which direction is better.")
+    reduce: Literal["final", "best"] = Field("final", description="Per run: the last logged value, or the best.")
+
+
 class ExperimentConfig(_Model):
     """Everything harness needs to know about one competition's experiment."""
 
@@ -211,6 +219,11 @@ class ExperimentConfig(_Model):
     timeout: Number | None = Field(None, description="Seconds before a run is stopped (None: no limit).")
     base_image: str | None = Field(None, description="Framework image to build on (default: harness/<framework>).")
     parameters: dict[str, Any] = Field(default_factory=dict, description="Free-form values passed to the scripts.")
+    primary_metric: Literal["auto", "end_to_end", "steady_throughput"] = Field(
+        "auto", description="What compare's headline leads with: end-to-end time, steady-state throughput, or "
+                            "auto (end-to-end for runs under 10 minutes); docs/statistics.md says why.")
+    quality_metric: QualityMetric | None = Field(
+        None, description="The metric compare checks for 'faster but learns worse' (default: accuracy and loss).")
 
     @field_validator("schema_version")
     @classmethod

@@ -26,6 +26,8 @@ IMAGE = "HARNESS_IMAGE"
 # Read by the agent when its --image-id / --plan-id flags are absent (images built before the flags).
 IMAGE_ID = "HARNESS_IMAGE_ID"
 PLAN_ID = "HARNESS_PLAN_ID"
+# The run's fingerprint (JSON), computed by the backend; the agent records it and keeps it from the script.
+FINGERPRINT = "HARNESS_FINGERPRINT"
 # Read on the host.
 LOCAL_CGROUP = "HARNESS_LOCAL_CGROUP"  # "0": local runs get no cgroup of their own (process-tree source)
 BUILD_NETWORK = "HARNESS_BUILD_NETWORK"  # network of `docker build` (default: the engine's default)

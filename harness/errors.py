@@ -108,3 +108,14 @@ class MissingDependencyError(HarnessError):
     """Raised when an optional dependency (ray, tensorflow, torch) is needed but not installed."""
 
     exit_code = 2
+
+
+class PlanRunningError(PlanError):
+    """Raised when ``harness run`` would start a plan while another plan of the experiment is running."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, plan_id: str, pid: int | None, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.plan_id = plan_id
+        self.pid = pid

@@ -35,6 +35,7 @@ GROUPS = {
     "harness.compare": "compare", "harness.engine": "engine", "harness.images": "images",
     "harness.image_context": "images", "harness.backends": "backends", "harness.plan": "plan",
     "harness.check": "check", "harness.scaffold": "scaffold", "harness.cli": "cli", "harness.entry": "cli",
+    "harness.fingerprint": "core", "harness.hostload": "core",
 }
 IN_CONTAINER = {"core", "results", "monitor", "optimizer", "agent"}
 ALLOWED = {

@@ -158,3 +158,12 @@ def test_rebuild_of_an_empty_or_missing_file_is_a_results_error(tmp_path: Path) 
     (tmp_path / "events.jsonl").write_text("garbage\n")
     with pytest.raises(ResultsError, match="holds no events"):
         rebuild_from_events(tmp_path)
+
+
+def test_rebuild_keeps_the_fingerprint_of_run_start(tmp_path: Path) -> None:
+    fingerprint = {"hash": "0123456789abcdef", "version": 1, "parts": {"command": ["python", "b.py"]}}
+    events = run_events()
+    events[0]["fingerprint"] = fingerprint
+    run_dir = tmp_path / "r1"
+    write_events(run_dir, [e for e in events if e["type"] != "run_end"])
+    assert rebuild_from_events(run_dir)["run"]["fingerprint"] == fingerprint

@@ -57,6 +57,15 @@ def _mounts_and_env(request: RunRequest, image: str, image_id: str | None, run_d
     return mounts, env
 
 
+def _fingerprint_env(request: RunRequest, agent: list[str], image_id: str | None) -> dict[str, str]:
+    """What the run is (harness.fingerprint), for the agent to record; none without an image id."""
+    from harness.backends.identity import fingerprint_env, run_fingerprint
+
+    if not image_id:
+        return {}
+    return fingerprint_env(run_fingerprint(request, "docker", agent, image_id=image_id, workdir=WORKDIR))
+
+
 def _labels(request: RunRequest, run_dir: Path) -> dict[str, str]:
     assert request.run_id is not None
     return {LABEL: "1", "harness.experiment": request.experiment.name, "harness.mode": request.mode,
@@ -81,6 +90,7 @@ def container_settings(request: RunRequest, image: str, run_dir: Path, image_id:
                           instrument=spec.instrument and autoinstrument_enabled())
     mounts, env = _mounts_and_env(request, image, image_id, run_dir, results_in)
     env = {**spec.env, **env}  # the mode's variables; never over harness's own
+    env.update(_fingerprint_env(request, agent, image_id))
     # HOME and the scratch folder must be writable for the invoking uid, which has no passwd
     # entry in the image (and /workspace belongs to root).
     prelude = f'mkdir -p "$HOME" "${envvars.SCRATCH_DIR}" && exec "$@"'

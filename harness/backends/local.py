@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from harness import env as envvars
+from harness.backends.identity import fingerprint_env, run_fingerprint
 from harness.backends.request import RunOutcome, RunRequest
 from harness.config import CONFIG_FILENAME
 from harness.errors import ContainerRunError
@@ -74,7 +75,8 @@ def run_local(request: RunRequest) -> RunOutcome:
     exp = request.experiment
     spec = exp.mode_spec(request.mode)
     run_dir = prepare_run_dir(request)
-    env = dict(os.environ, PYTHONUNBUFFERED="1", **spec.env)
+    fingerprint = run_fingerprint(request, "local", agent_command(request, str(run_dir)))
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **spec.env, **fingerprint_env(fingerprint))
     visible = request.settings().gpus.cuda_visible_devices(request.gpu_ids)
     if visible is not None:
         env["CUDA_VISIBLE_DEVICES"] = visible

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 
 from harness.compare import stats
+from harness.compare.headline import speed_of as speed_interval
 from harness.errors import ExperimentNotFoundError, HarnessError, ResultsError, UsageError
 from harness.compare.reduce import (DEFAULT_NOISE_BAND, DESCRIPTIVE_METRICS, SPEED_METRICS, MetricSpec,
                                     RunData, load_run_fast, reduce_run)
@@ -91,19 +92,36 @@ class Comparison:
     quality_flags: list[str] = field(default_factory=list)
     outlier_runs: list[str] = field(default_factory=list)
     created_at: float = field(default_factory=time.time)
+    primary_metric: str = "end_to_end"  # resolved: end_to_end | steady_throughput (compare/headline.py)
+    quality_metric: dict[str, Any] | None = None  # the config's quality_metric, when it names one
+    quality: list[Any] = field(default_factory=list)  # compare.quality.QualityResult per quality metric
+    all_runs: bool = False
+    left_out_older: list[str] = field(default_factory=list)  # "Left out (older code)" lines
+    runs_left_out_older: list[RunData] = field(default_factory=list)
 
     @property
     def headline(self) -> MetricResult | None:
-        """The verdict the summary leads with: throughput if batches were logged, else end-to-end time."""
-        for m in self.speed:
-            if m.test is not None:
-                return m
-        return None
+        """The verdict the summary leads with: the primary metric (compare/headline.py)."""
+        from harness.compare.headline import headline_metric
+
+        return headline_metric(self)
 
     @property
     def is_slower(self) -> bool:
         h = self.headline
         return h is not None and h.verdict == stats.SLOWER
+
+    @property
+    def is_worse(self) -> bool:
+        """A quality metric is worse in the candidate beyond the run-to-run spread."""
+        return any(q.worse for q in self.quality)
+
+    @property
+    def quality_line(self) -> str | None:
+        """The headline's second line ('but accuracy is lower: ...'), or None."""
+        from harness.compare.quality import headline_line
+
+        return headline_line(self.quality)
 
     def metric(self, key: str) -> MetricResult | None:
         for m in self.speed + self.descriptive:
@@ -122,16 +140,6 @@ class Comparison:
             return runs[0]
         order = np.argsort(vals)
         return runs[int(order[(len(runs) - 1) // 2])]
-
-
-def speed_interval(metric: MetricResult) -> tuple[float, float, float]:
-    """(speed ratio, low, high) with > 1 meaning the candidate is faster, for any speed metric."""
-    t = metric.test
-    if t is None:
-        return math.nan, math.nan, math.nan
-    if metric.spec.better == "lower":
-        return 1.0 / t.ratio, 1.0 / t.high if t.high else math.nan, 1.0 / t.low if t.low else math.nan
-    return t.ratio, t.low, t.high
 
 
 def _test_speed_metric(spec: MetricSpec, base: list[RunData], cand: list[RunData], paired: bool,
@@ -187,6 +195,10 @@ def _is_paired(base: list[RunData], cand: list[RunData]) -> bool:
     bs, cs = [r.seed for r in base], [r.seed for r in cand]
     if None in bs or None in cs or len(bs) < MIN_PAIRS or len(set(bs)) != len(bs) or sorted(bs) != sorted(cs):
         return False
+    from harness.compare.identity import one_fingerprint
+
+    if not one_fingerprint(base) or not one_fingerprint(cand):
+        return False  # a pair must measure the same code on both sides, every time
     bt = [r.started_at for r in base]
     ct = [r.started_at for r in cand]
     if None in bt or None in ct:
@@ -196,8 +208,11 @@ def _is_paired(base: list[RunData], cand: list[RunData]) -> bool:
 
 def compare_runs(baseline_runs: list[RunData], candidate_runs: list[RunData], *, baseline: str = "baseline",
                  candidate: str = "optimization", noise_band: float = DEFAULT_NOISE_BAND,
-                 experiment_name: str = "", experiment_dir: Path = Path(".")) -> Comparison:
+                 experiment_name: str = "", experiment_dir: Path = Path("."), primary_metric: str = "auto",
+                 quality_metric: dict[str, Any] | None = None) -> Comparison:
     """Compare already-reduced runs (the pure part of :func:`compare_experiment`)."""
+    from harness.compare.headline import resolve_primary
+
     if not baseline_runs or not candidate_runs:
         raise ValueError("each mode needs at least one run")
     paired = _is_paired(baseline_runs, candidate_runs)
@@ -208,7 +223,8 @@ def compare_runs(baseline_runs: list[RunData], candidate_runs: list[RunData], *,
     comp = Comparison(experiment_name=experiment_name, experiment_dir=experiment_dir, baseline=baseline,
                       candidate=candidate, noise_band=noise_band,
                       runs={baseline: baseline_runs, candidate: candidate_runs}, paired=paired, speed=speed,
-                      descriptive=descriptive)
+                      descriptive=descriptive, primary_metric=resolve_primary(primary_metric, baseline_runs),
+                      quality_metric=quality_metric)
     from harness.compare.diagnosis import diagnose
 
     diagnose(comp)
@@ -284,9 +300,29 @@ def check_report_targets(out_dir: Path) -> None:
                              hint="move it away and run compare again")
 
 
+def compare_settings(experiment_dir: Path) -> tuple[str, dict[str, Any] | None]:
+    """``primary_metric`` and ``quality_metric`` from the experiment's config (defaults without one).
+
+    Raises:
+        ConfigError: when experiment_config.json exists but is invalid.
+    """
+    from harness.config import CONFIG_FILENAME, load_config
+
+    path = Path(experiment_dir) / CONFIG_FILENAME
+    if not path.is_file():
+        return "auto", None
+    config = load_config(path)
+    quality = config.quality_metric.model_dump() if config.quality_metric is not None else None
+    return config.primary_metric, quality
+
+
 def compare_experiment(experiment_dir: Path, baseline: str = "baseline", candidate: str = "optimization",
-                       run_ids: list[str] | None = None, noise_band: float = DEFAULT_NOISE_BAND) -> Comparison:
-    """Compare every completed run of two modes of the experiment in ``experiment_dir``.
+                       run_ids: list[str] | None = None, noise_band: float = DEFAULT_NOISE_BAND,
+                       all_runs: bool = False) -> Comparison:
+    """Compare the completed runs of two modes of the experiment in ``experiment_dir``.
+
+    Each mode uses the runs of its newest fingerprint unless ``all_runs`` (or ``run_ids``, the
+    user's own choice) says to pool them (compare/identity.py).
 
     Raises:
         ExperimentNotFoundError: when ``experiment_dir`` is not a folder.
@@ -310,19 +346,31 @@ def compare_experiment(experiment_dir: Path, baseline: str = "baseline", candida
         if missing:
             raise UsageError(f"no run {missing[0]!r} of mode {baseline!r} or {candidate!r} in "
                              f"{experiment_dir / 'results'}", hint="list the runs with `ls results/*/`")
-    for mode, runs, left, problems in ((baseline, base, base_left, base_problems),
-                                       (candidate, cand, cand_left, cand_problems)):
-        if not runs:
+    from harness.compare import identity, machine
+
+    pool = all_runs or bool(run_ids)
+    selections = [identity.select_runs(baseline, base, pool), identity.select_runs(candidate, cand, pool)]
+    for mode, sel, left, problems in ((baseline, selections[0], base_left, base_problems),
+                                      (candidate, selections[1], cand_left, cand_problems)):
+        if not sel.used:
             extra = f" ({len(left)} left out: not completed)" if left else ""
+            if sel.changed_in_plan:
+                extra = f" ({len(sel.changed_in_plan)} left out: the code changed while their plan ran)"
             if problems:
                 extra += f" ({len(problems)} unreadable, skipped: {problems[0]})"
             raise UsageError(f"no completed run of mode {mode!r} in {experiment_dir / 'results'}{extra}",
                              hint=f"run it first: harness run {mode}")
+    base, cand = selections[0].used, selections[1].used
+    primary, quality = compare_settings(experiment_dir)
     name = next((r.experiment_name for r in base + cand if r.experiment_name), experiment_dir.name)
     comp = compare_runs(base, cand, baseline=baseline, candidate=candidate, noise_band=noise_band,
-                        experiment_name=name, experiment_dir=experiment_dir)
+                        experiment_name=name, experiment_dir=experiment_dir, primary_metric=primary,
+                        quality_metric=quality)
+    comp.all_runs = pool
     comp.left_out = base_left + cand_left
     comp.problems = base_problems + cand_problems
+    identity.annotate(comp, selections)
+    machine.annotate(comp, experiment_dir / "results")
     from harness.compare import cache
 
     for run in to_cache:  # only now: the comparison is sure to proceed
@@ -331,12 +379,13 @@ def compare_experiment(experiment_dir: Path, baseline: str = "baseline", candida
 
 
 def compare_many(experiment_dirs: list[Path], baseline: str = "baseline", candidate: str = "optimization",
-                 noise_band: float = DEFAULT_NOISE_BAND) -> list[tuple[Path, Comparison | None, str | None]]:
+                 noise_band: float = DEFAULT_NOISE_BAND, all_runs: bool = False
+                 ) -> list[tuple[Path, Comparison | None, str | None]]:
     """Compare several experiments; one that cannot be compared keeps its error message instead."""
     out: list[tuple[Path, Comparison | None, str | None]] = []
     for path in experiment_dirs:
         try:
-            out.append((path, compare_experiment(path, baseline, candidate, None, noise_band), None))
+            out.append((path, compare_experiment(path, baseline, candidate, None, noise_band, all_runs), None))
         except HarnessError as e:
             out.append((path, None, str(e)))
     return out

@@ -27,11 +27,11 @@ from harness.safe_json import parse
 if TYPE_CHECKING:
     from harness.compare.reduce import RunData
 
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 ARRAYS = ("batch_index", "step_times", "batch_dt", "data_wait", "batch_sizes", "losses", "accuracies")
 META = ("run_id", "mode", "seed", "started_at", "backend", "image", "node", "environment", "config",
         "experiment_name", "values", "resource_usage", "custom_metrics", "summary", "rebuilt", "parallel",
-        "hardware")
+        "hardware", "record", "fingerprint", "plan_id", "ended_at", "host_load")
 
 
 def cache_file(experiment_dir: Path, mode: str, run_dir: Path) -> Path:

@@ -21,7 +21,6 @@ THROTTLE_NOTABLE = 0.05
 CPU_BOUND_PERCENT = 90.0
 GPU_IDLE_PERCENT = 50.0
 MEMORY_CHANGE = 0.10
-QUALITY_TOLERANCE = 0.05  # relative change of loss/accuracy treated as "learns worse" with 1 run
 IGNORED_CONFIG_KEYS = frozenset({"seed", "mode", "run_id"})
 
 
@@ -110,6 +109,11 @@ def _warmup(comp: Comparison) -> None:
         comp.diagnosis.append(f"Steady state is {thr.verdict} but end-to-end time is {e2e.verdict}: cost moved "
                               f"into or out of the warm-up (compilation, caching){extra}. Judge by the "
                               "length of your real runs.")
+    from harness.compare.headline import payback_sentence
+
+    payback = payback_sentence(comp)
+    if payback:
+        comp.diagnosis.append(payback)
 
 
 def _resolution(comp: Comparison) -> None:
@@ -254,34 +258,8 @@ def _merged_config(runs: list[RunData]) -> dict[str, Any]:
 
 
 def _quality(comp: Comparison) -> None:
-    """A faster run that learns worse is flagged, not praised."""
-    for key in ("loss_final", "acc_final", "acc_best"):
-        m = comp.metric(key)
-        if m is None or not m.baseline or not m.candidate:
-            continue
-        b, c = float(np.mean(m.baseline)), float(np.mean(m.candidate))
-        worse = c > b if m.spec.better == "lower" else c < b
-        if not worse or b == c:
-            continue
-        rel = abs(c - b) / abs(b) if b else math.inf
-        if len(m.baseline) >= 2 and len(m.candidate) >= 2:
-            p = _welch_p(m.baseline, m.candidate)
-            flagged = p < stats.ALPHA
-            why = f"p = {p:.3f}"
-        else:
-            flagged = rel > QUALITY_TOLERANCE
-            why = "one run: compared with a 5 % tolerance"
-        if flagged:
-            comp.quality_flags.append(f"{comp.candidate} learns worse: {m.spec.label.lower()} {c:.4g} against "
-                                      f"{b:.4g} ({why}). A speed-up that costs quality is not a win.")
+    """A faster run that learns worse is flagged, not praised (compare/quality.py)."""
+    from harness.compare import quality
 
-
-def _welch_p(x: list[float], y: list[float]) -> float:
-    ax, ay = np.asarray(x, float), np.asarray(y, float)
-    vx, vy = ax.var(ddof=1) / ax.size, ay.var(ddof=1) / ay.size
-    se = math.sqrt(vx + vy)
-    diff = ay.mean() - ax.mean()
-    if se == 0:
-        return 0.0 if diff != 0 else 1.0
-    df = (vx + vy) ** 2 / ((vx**2 / (ax.size - 1) if vx else 0) + (vy**2 / (ay.size - 1) if vy else 0) or 1e-300)
-    return float(2 * stats.t_sf(abs(diff) / se, df))
+    comp.quality = quality.assess(comp, comp.quality_metric)
+    comp.quality_flags += quality.flags(comp, comp.quality)

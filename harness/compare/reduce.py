@@ -96,7 +96,11 @@ class RunData:
     rebuilt: bool = False
     parallel: dict[str, Any] | None = None  # set when the plan ran this run beside others
     hardware: dict[str, Any] | None = None  # the node's machine, recorded by --executor ray
-    record: dict[str, Any] = field(default_factory=dict)  # what the backend recorded: cpu_source, limits, code
+    record: dict[str, Any] = field(default_factory=dict)  # what the backend recorded: cpu_source, limits, code, ray
+    fingerprint: dict[str, Any] | None = None  # what ran (harness.fingerprint); None from an older harness
+    plan_id: str | None = None
+    ended_at: float | None = None
+    host_load: dict[str, Any] | None = None  # what else ran on the host (harness.hostload)
 
     @property
     def unstable(self) -> bool:
@@ -282,7 +286,14 @@ def _reduce(result: RunResult) -> RunData:
         resource_usage=ru, custom_metrics=_dict(metrics.get("custom")), summary=summary, rebuilt=result.rebuilt,
         parallel=run.get("parallel") if isinstance(run.get("parallel"), dict) else None,
         hardware=run.get("hardware") if isinstance(run.get("hardware"), dict) else None,
-        record={k: run[k] for k in ("cpu_source", "limits", "code") if isinstance(run.get(k), (str, dict))})
+        record={k: run[k] for k in ("cpu_source", "limits", "code", "ray") if isinstance(run.get(k), (str, dict))},
+        fingerprint=_dict_or_none(run.get("fingerprint")),
+        plan_id=run.get("plan_id") if isinstance(run.get("plan_id"), str) else None,
+        ended_at=_num(run.get("ended_at")), host_load=_dict_or_none(run.get("host_load")))
+
+
+def _dict_or_none(value: Any) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
 
 
 def load_run_fast(run_dir: Path) -> RunResult:

@@ -121,12 +121,14 @@ def comparison_document(comp: Comparison) -> dict[str, Any]:
         "paired": comp.paired, "method": "paired t on per-seed log ratios" if comp.paired else
         "Welch's t on log per-run statistics",
         "verdict": h.verdict if h else None, "headline_metric": h.spec.key if h else None,
-        "headline": tables.headline_sentence(comp),
+        "headline": tables.headline_sentence(comp), "quality_line": comp.quality_line,
+        "primary_metric": comp.primary_metric, "all_runs": comp.all_runs,
         "metrics": {m.spec.key: m.to_dict() for m in comp.speed + comp.descriptive},
         "diagnosis": comp.diagnosis, "quality_flags": comp.quality_flags, "fairness": comp.fairness,
         "warnings": comp.warnings, "outlier_runs": comp.outlier_runs,
         "left_out": [{"run_id": rid, "mode": mode, "status": status, "path": str(path)}
                      for rid, mode, status, path in comp.left_out],
+        "left_out_older": comp.left_out_older,
         "problems": comp.problems,
     }
     doc = _clean({
@@ -158,7 +160,7 @@ img { max-width: 100%; }
 </style></head><body>
 <h1>Comparison: {{ name }}</h1>
 {% for line in header %}<p>{{ line }}</p>{% endfor %}
-<section id="summary"><h2>Summary</h2><p class="headline">{{ headline }}</p></section>
+<section id="summary"><h2>Summary</h2>{% for line in headline %}<p class="headline">{{ line }}</p>{% endfor %}</section>
 {% for sid, title, headers, rows in tables %}
 <section id="{{ sid }}"><h2>{{ title }}</h2>
 <table><thead><tr>{% for h in headers %}<th>{{ h }}</th>{% endfor %}</tr></thead>
@@ -178,7 +180,7 @@ img { max-width: 100%; }
 """
 
 HTML_SECTIONS = ("summary", "verdicts", "details", "runs", "quality", "diagnosis", "fairness", "warnings",
-                 "left-out", "skipped", "plots")
+                 "older-code", "left-out", "skipped", "plots")
 
 
 def render_html(comp: Comparison, out_dir: Path, images: dict[str, str], plots_requested: bool) -> str:
@@ -197,9 +199,9 @@ def render_html(comp: Comparison, out_dir: Path, images: dict[str, str], plots_r
             missing.append((title, "plots were skipped (--no-plots)" if not plots_requested else
                             "the runs recorded no data for it"))
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    note_ids = ("quality", "diagnosis", "fairness", "warnings", "left-out", "skipped")
+    note_ids = ("quality", "diagnosis", "fairness", "warnings", "older-code", "left-out", "skipped")
     return env.from_string(_HTML).render(
-        name=comp.experiment_name, header=tables.header_lines(comp)[1:], headline=tables.headline_sentence(comp),
+        name=comp.experiment_name, header=tables.header_lines(comp)[1:], headline=tables.headline_lines(comp),
         tables=[("verdicts", "Verdicts", tables._headers(tables.VERDICT_HEADERS, comp), tables.verdict_rows(comp)),
                 ("details", "Details (mean ± sd across runs)", tables._headers(tables.DETAIL_HEADERS, comp),
                  tables.detail_rows(comp)),

@@ -31,11 +31,19 @@ class CompareResult:
     @property
     def slower(self) -> bool:
         """Whether a candidate is significantly slower than its baseline (``--fail-if-slower``)."""
+        return any(comp.is_slower for comp in self._comparisons())
+
+    @property
+    def worse(self) -> bool:
+        """Whether a candidate learns worse beyond the run-to-run spread (``--fail-if-worse``)."""
+        return any(comp.is_worse for comp in self._comparisons())
+
+    def _comparisons(self) -> list[Comparison]:
         if self.many is not None:
-            return any(comp is not None and comp.is_slower for _, comp, _ in self.many)
+            return [comp for _, comp, _ in self.many if comp is not None]
         if self.overview is not None:
-            return any(comp is not None and comp.is_slower for _, comp, _ in self.overview)
-        return self.comparison is not None and self.comparison.is_slower
+            return [comp for _, comp, _ in self.overview if comp is not None]
+        return [self.comparison] if self.comparison is not None else []
 
 
 def split_targets(targets: list[str]) -> tuple[list[Path], list[str]]:
@@ -83,12 +91,14 @@ def pick_pair(modes: list[str], baseline: str | None, candidate: str | None) -> 
 
 def compare_and_report(*, experiments: list[Path], baseline: str | None = None, candidate: str | None = None,
                        run_ids: list[str] | None = None, noise_band: float = 0.02,
-                       plots: bool = True, modes: list[str] | None = None) -> CompareResult:
+                       plots: bool = True, modes: list[str] | None = None,
+                       all_runs: bool = False) -> CompareResult:
     """Compare each experiment's two modes and write its ``results/comparison/``.
 
     ``modes`` are positional mode names (``harness compare A B``). With one experiment, no mode
     named either way and results of more than two modes, every mode is compared with the baseline
     (``overview``) and the first one's report is written.
+    ``all_runs`` pools every completed run of a mode instead of its newest fingerprint's.
 
     Raises:
         UsageError: bad options; ExperimentNotFoundError: no experiment here; see compare_experiment.
@@ -109,12 +119,12 @@ def compare_and_report(*, experiments: list[Path], baseline: str | None = None, 
     if len(experiments) > 1:
         if run_ids:
             raise UsageError("--runs picks runs of one experiment; give a single experiment with it")
-        items = compare_many(experiments, baseline, candidate, noise_band)
+        items = compare_many(experiments, baseline, candidate, noise_band, all_runs=all_runs)
         for _, comp, _ in items:
             if comp is not None:
                 write_reports(comp, plots=plots)
         return CompareResult(many=items)
-    comp = compare_experiment(Path(experiments[0]), baseline, candidate, run_ids, noise_band)
+    comp = compare_experiment(Path(experiments[0]), baseline, candidate, run_ids, noise_band, all_runs=all_runs)
     return CompareResult(comparison=comp, paths=write_reports(comp, plots=plots))
 
 

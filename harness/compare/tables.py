@@ -141,33 +141,44 @@ def header_lines(comp: Comparison) -> list[str]:
 
 
 def headline_sentence(comp: Comparison) -> str:
+    """The verdict in one line; compare/headline.py decides what it leads with and whether both figures show."""
+    from harness.compare.headline import WORDS, both_figures, disagree, speed_of, times, within_noise_sentence
+
     h = comp.headline
     if h is None or h.test is None:
         return "No speed metric could be compared (no batch times and no total time)."
-    from harness.compare.analysis import speed_interval
-
-    s, lo, hi = speed_interval(h)
+    s, _, _ = speed_of(h)
     what = h.spec.label.lower()
-    interval = fmt_interval(h.test.low, h.test.high, h.interval_kind)
-    if h.verdict == stats.FASTER:
-        return f"{comp.candidate} is FASTER: {s:.3f}x ({what} {fmt_change(h.ratio)}, 95 % CI {interval})."
-    if h.verdict == stats.SLOWER:
-        return f"{comp.candidate} is SLOWER: {s:.3f}x ({what} {fmt_change(h.ratio)}, 95 % CI {interval})."
+    detail = f"{what} {fmt_change(h.ratio)}, 95 % CI {fmt_interval(h.test.low, h.test.high, h.interval_kind)}"
+    both = both_figures(comp) if disagree(comp) else None
+    lead = WORDS.get(h.spec.key, what)
+    if h.verdict in (stats.FASTER, stats.SLOWER):
+        if both:
+            return f"{comp.candidate} is {h.verdict}: {times(s)} {lead} ({both}); {detail}."
+        return f"{comp.candidate} is {h.verdict}: {times(s)} ({detail})."
     if h.verdict == stats.WITHIN_NOISE:
-        return (f"{comp.candidate}: a significant but small change, within the ±{comp.noise_band * 100:g} % noise "
-                f"band ({what} {fmt_change(h.ratio)}, 95 % CI {interval}).")
+        sentence = within_noise_sentence(comp, h)
+        return sentence[:-1] + f" ({both})." if both else sentence
     if h.verdict == stats.INCONCLUSIVE:
         return (f"INCONCLUSIVE: too few runs for an across-run test ({what} {fmt_change(h.ratio)}, "
-                f"interval {interval}).")
-    return f"No significant difference ({what} {fmt_change(h.ratio)}, 95 % CI {interval})."
+                f"interval {fmt_interval(h.test.low, h.test.high, h.interval_kind)}).")
+    if both:
+        return f"No significant difference {lead} ({both}); {detail}."
+    return f"No significant difference ({detail})."
+
+
+def headline_lines(comp: Comparison) -> list[str]:
+    """The headline, and under it "but accuracy is lower: ..." when the candidate learns worse."""
+    line = comp.quality_line
+    return [headline_sentence(comp)] + ([line] if line else [])
 
 
 def notes(comp: Comparison) -> list[tuple[str, list[str]]]:
     """The word sections in print order: (title, lines)."""
     left = [f"{mode} run {rid}: {status} ({path})" for rid, mode, status, path in comp.left_out]
     return [("Quality", comp.quality_flags), ("Diagnosis", comp.diagnosis), ("Fairness", comp.fairness),
-            ("Warnings", comp.warnings), ("Left out (not completed)", left),
-            ("Skipped (unreadable results)", comp.problems)]
+            ("Warnings", comp.warnings), ("Left out (older code)", comp.left_out_older),
+            ("Left out (not completed)", left), ("Skipped (unreadable results)", comp.problems)]
 
 
 def _headers(headers: list[str], comp: Comparison) -> list[str]:
@@ -204,7 +215,8 @@ def render_table(comp: Comparison, width: int | None = None) -> str:
     console, buf = _console(width)
     for line in header_lines(comp):
         console.print(line)
-    console.print(headline_sentence(comp))
+    for line in headline_lines(comp):
+        console.print(line)
     console.print(_rich_table("Verdicts", _headers(VERDICT_HEADERS, comp), verdict_rows(comp)))
     console.print(_rich_table("Details (mean ± sd across runs)", _headers(DETAIL_HEADERS, comp), detail_rows(comp)))
     console.print(_rich_table("Runs", RUN_HEADERS, run_rows(comp), numeric_from=2))
@@ -268,7 +280,9 @@ def render_markdown(comp: Comparison, images: dict[str, str] | None = None) -> s
     """The Markdown report: the same tables and words; ``images`` maps section titles to PNG names."""
     out = [f"# Comparison: {comp.experiment_name}", ""]
     out += [f"{line}  " for line in header_lines(comp)[1:]]
-    out += ["", f"**{headline_sentence(comp)}**", "", "## Verdicts", "",
+    out += [""] + [f"**{line}**  " for line in headline_lines(comp)]
+    out[-1] = out[-1].rstrip()
+    out += ["", "## Verdicts", "",
             md_table(_headers(VERDICT_HEADERS, comp), verdict_rows(comp)),
             "## Details (mean ± sd across runs)", "", md_table(_headers(DETAIL_HEADERS, comp), detail_rows(comp)),
             "## Runs", "", md_table(RUN_HEADERS, run_rows(comp))]

@@ -64,9 +64,25 @@ class Executor:
         self.save()
         self.progress.end_run(run)
 
+    def check_fingerprint(self, run: PlannedRun, run_dir: Path) -> None:
+        """A run whose code or settings differ from the plan's first run of its mode is an error: say so."""
+        from harness.plan.identity import check_run_fingerprint
+
+        problem = check_run_fingerprint(self.plan.fingerprints, run.mode, run_dir,
+                                        across_machines=self.plan.executor == "ray")
+        if problem is None:
+            self.save()  # the first fingerprint of a mode is kept in state.json
+            return
+        run.message = problem
+        self.save()
+        append_error(self.experiment, self.plan, run, None)
+        self.progress.log(f"Error: {run.label} ({run.run_id}): {problem}")
+
     def finish(self, run: PlannedRun, status: str, message: str, run_dir: Path | None) -> None:
         """Record how a run ended: state, progress, the completed hook, errors.log and fail-fast."""
         self.settle(run, status, message)
+        if status == "completed" and run_dir is not None:
+            self.check_fingerprint(run, run_dir)
         if status == "completed" and run_dir is not None and self.on_run_completed is not None:
             self.on_run_completed(self.experiment.path, run.mode, run_dir)
         if run.failed:

@@ -74,6 +74,8 @@ class Plan:
     sequential: dict[str, Any] | None = None
     # `harness run --mode NAME='CMD'`: what those modes ran, so that --resume runs the same
     one_off_modes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # mode -> the fingerprint of the plan's first completed run of it (a later one that differs is an error)
+    fingerprints: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

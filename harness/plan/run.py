@@ -17,6 +17,7 @@ from harness.errors import UsageError
 from harness.experiment import Experiment
 from harness.modes import ModeSpec
 from harness.plan.executor import Executor, RunCompleted
+from harness.plan.guard import exclusive_plan
 from harness.plan.local import LocalExecutor
 from harness.plan.model import Plan, PlanResult, make_plan, resolve_modes
 from harness.plan.progress import Progress
@@ -34,7 +35,8 @@ def execute(experiment: Experiment, modes: list[str], seeds: list[int] | None, o
             dry_run: bool = False, resume: str | None = None, fail_fast: bool = False,
             parallel: bool = False, executor: str = "local", address: str | None = None,
             echo: Echo | None = print, on_run_completed: RunCompleted | None = None,
-            sequential: SequentialRequest | None = None, decide: Decide | None = None) -> PlanResult:
+            sequential: SequentialRequest | None = None, decide: Decide | None = None,
+            parallel_plans: bool = False) -> PlanResult:
     """What ``harness run`` does: make (or resume) a plan, and run it unless ``dry_run``.
 
     ``sequential`` (``--until-confident``) makes a sequential plan of two modes, which adds seed
@@ -45,7 +47,7 @@ def execute(experiment: Experiment, modes: list[str], seeds: list[int] | None, o
 
     Raises:
         UsageError: unknown modes, bad seeds, modes given with --resume, --address without ray.
-        PlanError: no plan to resume, or the plan is being run by another process.
+        PlanError: no plan to resume, the plan or (PlanRunningError) another plan of the experiment runs.
         MissingDependencyError: --executor ray without Ray installed.
         HarnessError: a plan-level problem (no engine, no GPU runtime); the plan can be resumed.
         KeyboardInterrupt: Ctrl-C reached a run; the plan is saved and can be resumed.
@@ -59,17 +61,8 @@ def execute(experiment: Experiment, modes: list[str], seeds: list[int] | None, o
         if modes or seeds is not None or sequential is not None:
             raise UsageError("--resume continues a plan as it was made; drop the MODES, --seeds and "
                              "--until-confident", hint="to run something else, start a new plan without --resume")
-        plan = load_plan(experiment, resume)
-        experiment = experiment.with_one_off_modes(
-            {name: ModeSpec.model_validate(spec) for name, spec in plan.one_off_modes.items()})
-        plan.fail_fast = fail_fast  # this invocation decides, not the one that made the plan
-        # Options given now (not left at their defaults) override the plan's, e.g. --timeout, --backend.
-        defaults = asdict(RunOptions())
-        plan.options.update({k: v for k, v in asdict(options).items() if v != defaults.get(k)})
-        if parallel:
-            plan.parallel = True
-        if executor == "ray" or address:
-            plan.executor, plan.address = executor, address or plan.address
+        experiment, plan = _resumed_plan(experiment, resume, options, fail_fast=fail_fast, parallel=parallel,
+                                         executor=executor, address=address)
     elif sequential is not None:
         plan = _sequential_plan(experiment, modes, seeds, options, sequential, parallel, executor, fail_fast)
     else:
@@ -89,7 +82,25 @@ def execute(experiment: Experiment, modes: list[str], seeds: list[int] | None, o
     if dry_run:
         return _dry_run(experiment, plan, resuming=resume is not None)
     return run_plan(experiment, plan, echo=echo, resuming=resume is not None, on_run_completed=on_run_completed,
-                    decide=decide)
+                    decide=decide, parallel_plans=parallel_plans)
+
+
+
+def _resumed_plan(experiment: Experiment, resume: str, options: RunOptions, *, fail_fast: bool, parallel: bool,
+                  executor: str, address: str | None) -> tuple[Experiment, Plan]:
+    """The plan to resume (validated by its state model), with what this invocation overrides."""
+    plan = load_plan(experiment, resume)
+    experiment = experiment.with_one_off_modes(
+        {name: ModeSpec.model_validate(spec) for name, spec in plan.one_off_modes.items()})
+    plan.fail_fast = fail_fast  # this invocation decides, not the one that made the plan
+    # Options given now (not left at their defaults) override the plan's, e.g. --timeout, --backend.
+    defaults = asdict(RunOptions())
+    plan.options.update({k: v for k, v in asdict(options).items() if v != defaults.get(k)})
+    if parallel:
+        plan.parallel = True
+    if executor == "ray" or address:
+        plan.executor, plan.address = executor, address or plan.address
+    return experiment, plan
 
 
 def _sequential_plan(experiment: Experiment, modes: list[str], seeds: list[int] | None, options: RunOptions,
@@ -161,24 +172,20 @@ def _reserved(experiment: Experiment, plan_id: str) -> Iterator[None]:
 
 
 def run_plan(experiment: Experiment, plan: Plan, *, echo: Echo | None = print, resuming: bool = False,
-             on_run_completed: RunCompleted | None = None, decide: Decide | None = None) -> PlanResult:
+             on_run_completed: RunCompleted | None = None, decide: Decide | None = None,
+             parallel_plans: bool = False) -> PlanResult:
     """Run a plan's unfinished runs under its lock.
 
     Raises:
         PlanError: when another process holds the plan.
+        PlanRunningError: when another plan of the experiment runs and ``parallel_plans`` is False.
         HarnessError, KeyboardInterrupt: as :func:`execute`.
     """
-    with PlanLock(plan_dir(experiment, plan.plan_id)), _reserved(experiment, plan.plan_id):
-        if resuming:
-            # Reload under the lock: another process may have moved the plan on meanwhile.
-            fresh = load_plan(experiment, plan.plan_id)
-            fresh.fail_fast, fresh.parallel = plan.fail_fast, plan.parallel
-            fresh.executor, fresh.address = plan.executor, plan.address
-            fresh.options = plan.options
-            plan = fresh
-            todo = reconcile(experiment, plan, echo)
-        else:
-            todo = list(plan.runs)
+    with exclusive_plan(plan_dir(experiment, plan.plan_id).parent, plan.plan_id,
+                        PlanLock(plan_dir(experiment, plan.plan_id)), allow_parallel=parallel_plans), \
+            _reserved(experiment, plan.plan_id):
+        # Reloaded under the lock when resuming.
+        plan, todo = _reloaded(experiment, plan, echo) if resuming else (plan, list(plan.runs))
         save_plan(experiment, plan)
         going = plan.sequential is not None and plan.sequential.get("decision") is None
         if going and decide is None:
@@ -220,6 +227,16 @@ def run_plan(experiment: Experiment, plan: Plan, *, echo: Echo | None = print, r
         return PlanResult(plan=plan, failed=[r for r in plan.runs if r.failed],
                           errors_log=plan_dir(experiment, plan.plan_id) / ERRORS_FILENAME, resuming=resuming,
                           slots=len(slots))
+
+
+def _reloaded(experiment: Experiment, plan: Plan, echo: Echo | None) -> tuple[Plan, list]:
+    """The plan as saved (another process may have moved it on meanwhile), this invocation's choices kept,
+    and its runs still to do."""
+    fresh = load_plan(experiment, plan.plan_id)
+    fresh.fail_fast, fresh.parallel = plan.fail_fast, plan.parallel
+    fresh.executor, fresh.address = plan.executor, plan.address
+    fresh.options = plan.options
+    return fresh, reconcile(experiment, fresh, echo)
 
 
 def _run_some(runner: Executor, runs: list) -> bool:

@@ -76,6 +76,24 @@ class RunState(_Strict):
         return [check_safe_name(x, "run id") for x in v]
 
 
+class FingerprintParts(_Strict):
+    """What a run's fingerprint hashes (``harness.fingerprint``), kept so a difference can be named."""
+
+    command: list[str] = Field(..., description="The mode's command, normalised.")
+    code: dict[str, str] = Field(..., description="Relative path -> sha256 of the experiment's code.")
+    config: dict[str, Any] = Field(..., description="The resolved experiment config that shapes a run.")
+    settings: dict[str, Any] = Field(..., description="The resolved run settings.")
+    runtime: dict[str, Any] = Field(..., description="Image id, or interpreter and framework versions.")
+
+
+class FingerprintState(_Strict):
+    """The fingerprint of a plan's first completed run of a mode (later runs must match it)."""
+
+    hash: str = Field(..., pattern=r"^[0-9a-f]{8,128}$", description="sha256 of the parts.")
+    version: StrictInt = Field(..., ge=1, description="Version of the fingerprint's format.")
+    parts: FingerprintParts
+
+
 class PlanState(_Strict):
     """The whole of state.json."""
 
@@ -94,6 +112,8 @@ class PlanState(_Strict):
     fail_fast: StrictBool = Field(False, description="Stop at the first failed run.")
     sequential: dict[str, Any] | None = Field(None, description="A sequential plan's design, looks, decision.")
     one_off_modes: dict[str, ModeSpec] = Field(default_factory=dict, description="`--mode NAME=CMD` modes.")
+    fingerprints: dict[str, FingerprintState] = Field(default_factory=dict,
+                                                      description="Mode -> its first completed run's fingerprint.")
 
     @field_validator("plan_id")
     @classmethod
@@ -105,9 +125,9 @@ class PlanState(_Strict):
     def _modes(cls, v: list[str]) -> list[str]:
         return [check_safe_name(m, "mode") for m in v]
 
-    @field_validator("one_off_modes")
+    @field_validator("one_off_modes", "fingerprints")
     @classmethod
-    def _one_off(cls, v: dict[str, ModeSpec]) -> dict[str, ModeSpec]:
+    def _one_off(cls, v: dict[str, Any]) -> dict[str, Any]:
         for name in v:
             check_safe_name(name, "mode")
         return v
@@ -153,6 +173,9 @@ def _cross_check(state: PlanState, path: Path, known_modes: list[str]) -> str | 
     for mode in state.modes:
         if mode not in known_modes:
             return f"modes: {mode!r} is not a mode of this experiment ({', '.join(known_modes)})"
+    for mode in state.fingerprints:
+        if mode not in state.modes:
+            return f"fingerprints: {mode!r} is not one of the plan's modes ({', '.join(state.modes)})"
     for i, run in enumerate(state.runs):
         if run.mode not in state.modes:
             return f"runs.{i}.mode: {run.mode!r} is not one of the plan's modes ({', '.join(state.modes)})"

@@ -315,6 +315,8 @@ def build_results(events: list[dict[str, Any]], run_info: dict[str, Any]) -> dic
     for key, value in run_info.items():  # extensions (rebuilt_from_events, dropped_lines, ...)
         if key not in run and key not in ("environment", "config", "experiment_name"):
             run[key] = value
+    if "fingerprint" not in run and isinstance(start.get("fingerprint"), dict):
+        run["fingerprint"] = start["fingerprint"]  # a rebuilt run still says what ran
     environment = run_info.get("environment") or env.get("environment") or {}
     per_mode = split_by_mode(events, mode)
     modes = {name: build_mode(evts, config=run_info.get("config") if name == mode else None,
