@@ -115,6 +115,10 @@ time.sleep(1)
     assert [r.seed for r in changed] == [1, 2]
     errors = (path / "results" / "plans" / plan.plan_id / "errors.log").read_text()
     assert "optimization.py changed" in errors
+    # state.json keeps the plan's fingerprint per mode, and --resume accepts it.
+    again = execute(load_experiment(path), [], None, RunOptions(), resume=plan.plan_id, echo=None)
+    assert again.nothing_to_do and list(again.plan.fingerprints) == ["optimization"]
+    assert again.plan.fingerprints["optimization"]["hash"] == plan.fingerprints["optimization"]["hash"]
     assert execute(load_experiment(path), ["baseline"], [0, 1], RunOptions(backend="local"), echo=None).failed == []
     comp = compare_experiment(path)
     assert [r.seed for r in comp.runs["optimization"]] == [0]
