@@ -24,6 +24,7 @@ from typing import Callable
 
 from harness import __version__
 from harness.config import CONFIG_FILENAME, ExperimentConfig, Resources, config_to_json
+from harness.filemode import umask
 from harness.errors import ScaffoldError, UsageError
 from harness.package_data import templates_dir
 
@@ -176,7 +177,7 @@ def create_experiment(name: str, framework: str, root: Path = Path("experiments"
         raise ScaffoldError(f"cannot create a folder in {root}: {e.strerror or e}") from e
     try:
         render_experiment(competition, framework, staging)
-        os.chmod(staging, 0o777 & ~_umask())  # mkdtemp made it private; make it a normal folder
+        os.chmod(staging, 0o777 & ~umask())  # mkdtemp made it private; make it a normal folder
         if os.path.lexists(target):
             aside = _swap_in(staging, target)
             if echo:
@@ -277,9 +278,3 @@ def _swap_in(staging: Path, target: Path) -> Path:
     except OSError as e:
         raise ScaffoldError(f"cannot replace {target}: {e.strerror or e}; it was left as it was") from e
     return aside
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

@@ -25,7 +25,7 @@ MAX_FUNCTION_LINES = 60
 # Which group a module belongs to (longest matching prefix wins) and which groups it may import.
 GROUPS = {
     "harness": "core", "harness.errors": "core", "harness.env": "core", "harness.__main__": "cli",
-    "harness.safe_json": "core", "harness.hardware": "core", "harness.names": "core", "harness.run_numbers": "core", "harness.overrides": "base",
+    "harness.safe_json": "core", "harness.hardware": "core", "harness.names": "core", "harness.filemode": "core", "harness.run_numbers": "core", "harness.overrides": "base",
     "harness.config": "base", "harness.experiment": "base", "harness.settings": "base",
     "harness.package_data": "base", "harness.code": "base", "harness.host_gpus": "base",
     "harness.nofollow": "core", "harness.envfilter": "core", "harness.diskspace": "core",

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from harness.filemode import new_file_mode
 from harness.results.schema import RESULTS_FILENAME as RESULTS
 from harness.run_numbers import check_run
 from harness.safe_json import parse
@@ -112,7 +113,7 @@ def write(run_dir: Path, document: dict[str, Any] | None = None) -> Path | None:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, __meta__=np.array(meta), **{f"a{i}": a for i, a in enumerate(arrays.values())},
                      __names__=np.array(list(arrays), dtype=str))
-            os.fchmod(f.fileno(), 0o666 & ~umask())  # mkstemp's 0600 would hide it from a teammate
+            os.fchmod(f.fileno(), new_file_mode())  # mkstemp's 0600 would hide it from a teammate
         os.replace(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
@@ -135,13 +136,6 @@ def write_quietly(run_dir: Path, document: dict[str, Any] | None = None) -> bool
 def twin_size(run_dir: Path) -> int:
     """Bytes of the run's twin(s) (0 when none)."""
     return sum(p.stat().st_size for p in Path(run_dir).glob(f"{PREFIX}*.npz"))
-
-
-def umask() -> int:
-    """The process's umask (``results.io`` imports this module, so it cannot lend its own)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _plain(value: Any) -> Any:
