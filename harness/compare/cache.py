@@ -86,8 +86,9 @@ def _usable(meta: Any, arrays: dict[str, np.ndarray], run_dir: Path, mode: str) 
         return False
     if not (meta["seed"] is None or (isinstance(meta["seed"], int) and not isinstance(meta["seed"], bool))):
         return False
-    values = meta["values"]
-    if not isinstance(values, dict) or not all(_finite_or_none(v) for v in values.values()):
+    values = meta["values"]  # reduce_run writes floats (or None) only: an int here was not written by us
+    if not isinstance(values, dict) or not all(v is None or (isinstance(v, float) and math.isfinite(v))
+                                               for v in values.values()):
         return False
     for name in ("environment", "config", "resource_usage", "custom_metrics", "summary"):
         if not isinstance(meta[name], dict):
