@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, f
 
 from harness.errors import ConfigError, HarnessError
 from harness.modes import ModeSpec, validate_mode_value
+from harness.safe_json import one_line
 
 CONFIG_FILENAME = "experiment_config.json"
 SCHEMA_VERSION = 1
@@ -309,8 +310,8 @@ def _odd(text: str) -> bool:
 def _format_validation_error(err: ValidationError, filename: str) -> list[str]:
     problems = []
     for item in err.errors():
-        loc = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        msg = item["msg"]
+        loc = ".".join(one_line(str(p), 60) for p in item["loc"]) or "(top level)"  # keys are the file's: any text
+        msg = " ".join(str(item["msg"]).split())
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
         mode_field = _MODE_FIELD.match(msg) if loc == "modes" else None

@@ -118,7 +118,7 @@ def check_finite(data: Any) -> None:
             raise JsonInputError(f"{where or '(top level)'}: {shown} is not a number harness accepts "
                                  "(NaN, Infinity and numbers out of range are not valid JSON)", "number")
         if isinstance(node, dict):
-            stack.extend((v, f"{where}.{k}" if where else str(k)) for k, v in node.items())
+            stack.extend((v, f"{where}.{one_line(k, 60)}" if where else one_line(k, 60)) for k, v in node.items())
         elif isinstance(node, list):
             stack.extend((v, f"{where}.{i}" if where else str(i)) for i, v in enumerate(node))
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -117,6 +117,8 @@ VALID_CONFIG = {"schema_version": 1, "competition": NAME, "kaggle_slug": NAME, "
 
 @SETTINGS
 @given(raw=inputs(VALID_CONFIG))
+@example(raw=b'{"\\n":Infinity}')  # found by a longer run: a key's newline reached the one-line error
+@example(raw=b'{"modes": {"a\\nb": "x.py"}}')
 def test_config_loader(raw: bytes) -> None:
     from harness.config import ExperimentConfig, load_config
 
