@@ -269,7 +269,6 @@ def compare(targets: tuple[str, ...], baseline: str | None, candidate: str | Non
     """
     from harness.compare import compare_and_report, render_result
     from harness.compare.session import split_targets
-
     from harness.names import refuse_unsafe_names, refuse_unsafe_paths
 
     refuse_unsafe_paths(targets)

@@ -19,7 +19,7 @@ from harness.errors import ResultsError
 
 # No training batch takes a week; a figure beyond this is a broken file, and would overflow sums.
 MAX_SECONDS = 7 * 24 * 3600.0
-# Run timestamps and durations: within a century of the epoch's range is plenty.
+# A run's wall time: ten years is more than any training run; beyond it the file is broken.
 MAX_WALL_TIME = 10 * 365 * 24 * 3600.0
 
 

@@ -85,7 +85,6 @@ def execute(experiment: Experiment, modes: list[str], seeds: list[int] | None, o
                     decide=decide, parallel_plans=parallel_plans)
 
 
-
 def _resumed_plan(experiment: Experiment, resume: str, options: RunOptions, *, fail_fast: bool, parallel: bool,
                   executor: str, address: str | None) -> tuple[Experiment, Plan]:
     """The plan to resume (validated by its state model), with what this invocation overrides."""
