@@ -23,6 +23,9 @@ OTHER_CORES_DIFFERENCE = 0.5  # cores, and ...
 OTHER_CORES_SHARE = 0.15  # ... of the host's CPUs
 STEAL_NOTABLE = 0.05
 PSI_DIFFERENCE = 0.10
+# Other processes under this share of the host's CPUs (and 0.1 cores at least): the host was quiet, and
+# tasks waiting for a CPU were the run's own threads (DataLoader workers beside the training loop).
+QUIET_OTHER_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -186,10 +189,37 @@ def busy_host_warnings(baseline: str, base_runs: Sequence[Any], candidate: str, 
         if load.steal is not None and load.steal > STEAL_NOTABLE:
             out.append(f"{mode} runs lost {load.steal * 100:.0f} % of the CPU time to other virtual machines "
                        "(steal): a noisy neighbour on the hypervisor.")
-    if b.psi is not None and c.psi is not None and abs(b.psi - c.psi) >= PSI_DIFFERENCE:
+    if _psi_differs(b, c) and not (_quiet(b, cpus) and _quiet(c, cpus)):
         out.append(f"Tasks waited for a CPU {b.psi * 100:.0f} % of the time during {baseline} runs and "
                    f"{c.psi * 100:.0f} % during {candidate} runs (host CPU pressure).")
     return out
+
+
+def _psi_differs(b: ModeLoad, c: ModeLoad) -> bool:
+    return b.psi is not None and c.psi is not None and abs(b.psi - c.psi) >= PSI_DIFFERENCE
+
+
+def _quiet(load: ModeLoad, cpus: int | None) -> bool:
+    return load.other_cores is not None and load.other_cores < max(0.1, QUIET_OTHER_SHARE * (cpus or 1))
+
+
+def own_pressure_note(baseline: str, base_runs: Sequence[Any], candidate: str, cand_runs: Sequence[Any]
+                      ) -> str | None:
+    """A diagnosis, not a fairness warning, when CPU pressure differed on a quiet host: the mode's own threads.
+
+    Host PSI counts the run's own threads too: a mode with DataLoader workers beside its training
+    loop on 2 cores makes its tasks wait for a CPU with nothing else running. Other processes'
+    CPU time (measured apart from the run's) tells the two causes apart.
+    """
+    b, c = mode_load(base_runs), mode_load(cand_runs)
+    cpus = b.host_cpus or c.host_cpus
+    if not (_psi_differs(b, c) and _quiet(b, cpus) and _quiet(c, cpus)):
+        return None
+    (hi_mode, hi), (lo_mode, lo) = sorted(((baseline, b), (candidate, c)), key=lambda x: -(x[1].psi or 0.0))
+    cores = f"the {cpus} cores" if cpus else "the cores"
+    return (f"{hi_mode}'s tasks waited for a CPU {(hi.psi or 0) * 100:.0f} % of the time ({lo_mode}'s "
+            f"{(lo.psi or 0) * 100:.0f} %) while other processes were nearly idle: it keeps more threads busy than "
+            f"{cores} (e.g. data-loading workers beside the training loop), a cost of the mode itself.")
 
 
 def _load_words(mode: str, load: ModeLoad, cpus: int | None) -> str:
@@ -202,7 +232,8 @@ def _load_words(mode: str, load: ModeLoad, cpus: int | None) -> str:
 
 
 def annotate(comp: Any, results_dir: Path) -> None:
-    """Add the overlapping-runs and busy-host warnings to a Comparison's fairness notes."""
+    """Add the overlapping-runs and busy-host warnings to a Comparison's fairness notes (and a mode's own
+    CPU pressure to its diagnosis)."""
     runs = [r for mode_runs in comp.runs.values() for r in mode_runs]
     compared = [i for i in (run_interval(r) for r in runs) if i is not None]
     others = plan_intervals(results_dir, ray_machines([*runs, *comp.runs_left_out_older]))
@@ -212,3 +243,6 @@ def annotate(comp: Any, results_dir: Path) -> None:
         comp.fairness.append(warning)
     comp.fairness += busy_host_warnings(comp.baseline, comp.runs[comp.baseline], comp.candidate,
                                         comp.runs[comp.candidate])
+    note = own_pressure_note(comp.baseline, comp.runs[comp.baseline], comp.candidate, comp.runs[comp.candidate])
+    if note:
+        comp.diagnosis.append(note)
