@@ -12,7 +12,8 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
+from pydantic import (AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError,
+                      field_validator)
 
 from harness.errors import ConfigError, HarnessError
 from harness.modes import ModeSpec, validate_mode_value
@@ -145,6 +146,38 @@ def parse_gpus(value: str | int | None) -> str:
                      f"(got {value!r})")
 
 
+def check_seed(value: int) -> int:
+    """A seed: 0 to 2**32 - 1, the range numpy and most frameworks take.
+
+    Raises:
+        ValueError: saying the range.
+    """
+    if not 0 <= value <= MAX_SEED:
+        raise ValueError(f"must be between 0 and {MAX_SEED} (got {_short(value)})")
+    return value
+
+
+def _keeps(check: Callable[[Any], Any]) -> AfterValidator:
+    """A validator that runs ``check`` for its error and keeps the value as written."""
+
+    def run(value: Any) -> Any:
+        check(value)
+        return value
+
+    return AfterValidator(run)
+
+
+# Field types with one rule each, shared by the config, the flags (overrides.RunOverrides) and a
+# plan's state.json, so that a bad value is refused alike wherever it is written.
+Cpus = Annotated[Number, AfterValidator(check_cpus)]
+Timeout = Annotated[Number, AfterValidator(check_timeout)]
+MemoryLimit = Annotated[str, _keeps(check_memory)]
+Size = Annotated[str, _keeps(parse_size)]
+PidsLimit = Annotated[int, BeforeValidator(parse_pids)]
+GpuRequest = Annotated[str, _keeps(parse_gpus)]
+Seed = Annotated[StrictInt, AfterValidator(check_seed)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
@@ -152,37 +185,13 @@ class _Model(BaseModel):
 class Resources(_Model):
     """Limits applied to each run's container (ignored by the local backend, except gpus)."""
 
-    cpus: Number | None = Field(None, description="CPU cores the container may use (None: no limit).")
-    memory: str | None = Field("8g", description="Memory limit, Docker style: 512m, 8g (None: no limit).")
+    cpus: Cpus | None = Field(None, description="CPU cores the container may use (None: no limit).")
+    memory: MemoryLimit | None = Field("8g", description="Memory limit, Docker style: 512m, 8g (None: no limit).")
     gpus: str = Field("auto", description="'auto' (every GPU NVML sees, when the backend can hand them to a run; "
                                           "else none), 'none', 'all', 'count:N' or device ids '0' or '0,2'.")
-    shm_size: str = Field("2g", description="Size of /dev/shm; DataLoader workers pass batches through it.")
-    pids: int | None = Field(DEFAULT_PIDS, description="Most processes and threads a run's container may have "
-                             "(None: no limit); stops a fork bomb from taking the host down.")
-
-    @field_validator("cpus")
-    @classmethod
-    def _cpus_positive(cls, v: float | None) -> float | None:
-        return check_cpus(v)
-
-    @field_validator("memory")
-    @classmethod
-    def _memory(cls, v: str | None) -> str | None:
-        if v is not None:
-            check_memory(v)
-        return v
-
-    @field_validator("pids", mode="before")
-    @classmethod
-    def _pids(cls, v: Any) -> int | None:
-        return None if v is None else parse_pids(v)
-
-    @field_validator("shm_size")
-    @classmethod
-    def _size(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_size(v)
-        return v
+    shm_size: Size = Field("2g", description="Size of /dev/shm; DataLoader workers pass batches through it.")
+    pids: PidsLimit | None = Field(DEFAULT_PIDS, description="Most processes and threads a run's container may have "
+                                   "(None: no limit); stops a fork bomb from taking the host down.")
 
     @field_validator("gpus", mode="before")
     @classmethod
@@ -217,7 +226,7 @@ class ExperimentConfig(_Model):
     resources: Resources = Field(default_factory=Resources, description="Container limits.")
     sampling_interval: Number = Field(1.0, description="Seconds between resource samples.")
     network: Literal["none", "bridge", "host"] = Field("none", description="Container network.")
-    timeout: Number | None = Field(None, description="Seconds before a run is stopped (None: no limit).")
+    timeout: Timeout | None = Field(None, description="Seconds before a run is stopped (None: no limit).")
     base_image: str | None = Field(None, description="Framework image to build on (default: harness/<framework>).")
     parameters: dict[str, Any] = Field(default_factory=dict, description="Free-form values passed to the scripts.")
     primary_metric: Literal["auto", "end_to_end", "steady_throughput"] = Field(
@@ -258,8 +267,8 @@ class ExperimentConfig(_Model):
             raise ValueError("must list at least one seed")
         if len(set(v)) != len(v):
             raise ValueError(f"must not repeat a seed (got {v})")
-        if any(not 0 <= s <= MAX_SEED for s in v):
-            raise ValueError(f"must be between 0 and {MAX_SEED} (got {_short(v)})")
+        for seed in v:
+            check_seed(seed)
         return v
 
     @field_validator("epochs", "batch_size")
@@ -277,11 +286,6 @@ class ExperimentConfig(_Model):
         if not 0.01 <= v <= 60:
             raise ValueError(f"must be between 0.01 and 60 seconds (got {v:g})")
         return v
-
-    @field_validator("timeout")
-    @classmethod
-    def _timeout(cls, v: float | None) -> float | None:
-        return check_timeout(v)
 
     @field_validator("data_dir")
     @classmethod

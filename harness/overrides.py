@@ -1,8 +1,8 @@
 """The run options a user may override (flags of ``harness run``, ``options`` in a plan's state.json).
 
-One pydantic model checks them wherever they come from, with the same rules as the config's
-fields (``config.check_cpus``, ``check_memory``, ...): a bad ``--cpus`` and a bad
-``options.cpus`` in a hand-edited state.json are refused alike, naming where the value came from.
+One pydantic model checks them wherever they come from, with the config's own field types
+(:mod:`harness.config`: ``Cpus``, ``MemoryLimit``, ...): a bad ``--cpus`` and a bad ``options.cpus``
+in a hand-edited state.json are refused alike, naming where the value came from.
 :func:`check_runnable` adds what can only be checked against this machine and the experiment's
 files (CPU cores, the mode scripts), so that nothing is built or written for a run that cannot work.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
-from harness.config import Number, check_cpus, check_memory, check_timeout, parse_gpus, parse_pids, parse_size
+from harness.config import Cpus, GpuRequest, MemoryLimit, PidsLimit, Size, Timeout
 from harness.errors import UsageError
 
 if TYPE_CHECKING:
@@ -31,51 +31,15 @@ class RunOverrides(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     backend: Literal["auto", "docker", "local"] = Field("auto", description="Where runs execute.")
-    gpus: str | None = Field(None, description="'none', 'all', 'count:N' or device ids.")
-    cpus: Number | None = Field(None, description="CPU cores per run.")
-    memory: str | None = Field(None, description="Memory limit per run (at least 6m).")
-    shm_size: str | None = Field(None, description="Size of /dev/shm.")
+    gpus: GpuRequest | None = Field(None, description="'none', 'all', 'count:N' or device ids.")
+    cpus: Cpus | None = Field(None, description="CPU cores per run.")
+    memory: MemoryLimit | None = Field(None, description="Memory limit per run (at least 6m).")
+    shm_size: Size | None = Field(None, description="Size of /dev/shm.")
     network: Literal["none", "bridge", "host"] | None = Field(None, description="Container network.")
     ipc: Literal["private", "host"] = Field("private", description="IPC namespace.")
-    timeout: Number | None = Field(None, description="Seconds before a run is stopped.")
+    timeout: Timeout | None = Field(None, description="Seconds before a run is stopped.")
     rebuild: StrictBool = Field(False, description="Rebuild the experiment image.")
-    pids: int | None = Field(None, description="Most processes and threads per run.")
-
-    @field_validator("pids", mode="before")
-    @classmethod
-    def _pids(cls, v: Any) -> int | None:
-        return None if v is None else parse_pids(v)
-
-    @field_validator("gpus")
-    @classmethod
-    def _gpus(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_gpus(v)
-        return v
-
-    @field_validator("cpus")
-    @classmethod
-    def _cpus(cls, v: float | None) -> float | None:
-        return check_cpus(v)
-
-    @field_validator("memory")
-    @classmethod
-    def _memory(cls, v: str | None) -> str | None:
-        if v is not None:
-            check_memory(v)
-        return v
-
-    @field_validator("shm_size")
-    @classmethod
-    def _shm(cls, v: str | None) -> str | None:
-        if v is not None:
-            parse_size(v)
-        return v
-
-    @field_validator("timeout")
-    @classmethod
-    def _timeout(cls, v: float | None) -> float | None:
-        return check_timeout(v)
+    pids: PidsLimit | None = Field(None, description="Most processes and threads per run.")
 
 
 def validation_problems(err: ValidationError, prefix: str = "", flags: bool = False) -> list[str]:

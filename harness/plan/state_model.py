@@ -10,16 +10,15 @@ before anything is locked, written or run.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError, field_validator
 
-from harness.config import MAX_SEED, Number, parse_json_file
+from harness.config import Number, Seed, parse_json_file
 from harness.errors import PlanStateError
 from harness.modes import ModeSpec
 from harness.names import check_safe_name
 from harness.overrides import RunOverrides, validation_problems
-
 from harness.plan.model import PLAN_STATUSES, STATE_VERSION
 
 NEW_PLAN_HINT = "`harness run` without --resume starts a new plan"
@@ -30,19 +29,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-def _seed(value: int | None) -> int | None:
-    if value is not None and not 0 <= value <= MAX_SEED:
-        raise ValueError(f"must be between 0 and {MAX_SEED} (got {value})")
-    return value
+def _safe(what: str) -> AfterValidator:
+    """A name that becomes a path: one safe component (``harness.names.check_safe_name``)."""
+    return AfterValidator(lambda v: check_safe_name(v, what))
+
+
+ModeName = Annotated[str, _safe("mode")]
+RunId = Annotated[str, _safe("run id")]
+PlanId = Annotated[str, _safe("plan id")]
 
 
 class RunState(_Strict):
     """One (mode, seed) of a plan as state.json records it."""
 
-    mode: str = Field(..., description="Mode name (a folder under results/).")
-    seed: StrictInt | None = Field(..., description="The seed, or null.")
+    mode: ModeName = Field(..., description="Mode name (a folder under results/).")
+    seed: Seed | None = Field(..., description="The seed, or null.")
     status: Literal[PLAN_STATUSES] = Field("pending", description="Where the run stands.")  # type: ignore[valid-type]
-    run_id: str | None = Field(None, description="Folder of the current attempt under results/<mode>/.")
+    run_id: RunId | None = Field(None, description="Folder of the current attempt under results/<mode>/.")
     attempts: StrictInt = Field(0, ge=0, description="How many times it was started.")
     started: Number | None = Field(None, description="Unix time the attempt started.")
     ended: Number | None = Field(None, description="Unix time it ended.")
@@ -52,28 +55,8 @@ class RunState(_Strict):
     node: str | None = Field(None, description="Host (or Ray node) that ran it.")
     gpus: list[str] = Field(default_factory=list, description="GPUs it was given.")
     cpuset: str | None = Field(None, description="CPUs it was pinned to (parallel plans).")
-    previous_run_ids: list[str] = Field(default_factory=list, description="Folders of attempts cut short.")
+    previous_run_ids: list[RunId] = Field(default_factory=list, description="Folders of attempts cut short.")
     results_incomplete: str | None = Field(None, description="Why the run's results are missing or have holes.")
-
-    @field_validator("mode")
-    @classmethod
-    def _mode(cls, v: str) -> str:
-        return check_safe_name(v, "mode")
-
-    @field_validator("seed")
-    @classmethod
-    def _seed(cls, v: int | None) -> int | None:
-        return _seed(v)
-
-    @field_validator("run_id")
-    @classmethod
-    def _run_id(cls, v: str | None) -> str | None:
-        return None if v is None else check_safe_name(v, "run id")
-
-    @field_validator("previous_run_ids")
-    @classmethod
-    def _previous(cls, v: list[str]) -> list[str]:
-        return [check_safe_name(x, "run id") for x in v]
 
 
 class FingerprintParts(_Strict):
@@ -98,12 +81,12 @@ class PlanState(_Strict):
     """The whole of state.json."""
 
     state_version: StrictInt = Field(..., ge=1, le=STATE_VERSION, description="Version of this file's format.")
-    plan_id: str = Field(..., description="The plan's folder name under results/plans/.")
+    plan_id: PlanId = Field(..., description="The plan's folder name under results/plans/.")
     experiment: str = Field(..., description="Competition name.")
     experiment_dir: str = Field(..., description="Where the experiment was when the plan was made.")
     created: Number = Field(..., description="Unix time the plan was made.")
-    modes: list[str] = Field(..., min_length=1, description="Modes in the plan, in order.")
-    seeds: list[StrictInt] = Field(..., description="Seeds in the plan, in order.")
+    modes: list[ModeName] = Field(..., min_length=1, description="Modes in the plan, in order.")
+    seeds: list[Seed] = Field(..., description="Seeds in the plan, in order.")
     options: RunOverrides = Field(default_factory=RunOverrides, description="Flags the plan was made with.")
     runs: list[RunState] = Field(..., min_length=1, description="Every (mode, seed), interleaved.")
     parallel: StrictBool = Field(False, description="Runs one per free GPU / cpuset.")
@@ -115,27 +98,12 @@ class PlanState(_Strict):
     fingerprints: dict[str, FingerprintState] = Field(default_factory=dict,
                                                       description="Mode -> its first completed run's fingerprint.")
 
-    @field_validator("plan_id")
-    @classmethod
-    def _plan_id(cls, v: str) -> str:
-        return check_safe_name(v, "plan id")
-
-    @field_validator("modes")
-    @classmethod
-    def _modes(cls, v: list[str]) -> list[str]:
-        return [check_safe_name(m, "mode") for m in v]
-
     @field_validator("one_off_modes", "fingerprints")
     @classmethod
     def _one_off(cls, v: dict[str, Any]) -> dict[str, Any]:
         for name in v:
             check_safe_name(name, "mode")
         return v
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, v: list[int]) -> list[int]:
-        return [_seed(s) for s in v]  # type: ignore[misc]
 
 
 def validate_state(raw: bytes, path: Path, known_modes: list[str]) -> dict[str, Any]:
