@@ -16,13 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError
 
 from harness.config import Cpus, GpuRequest, MemoryLimit, PidsLimit, Size, Timeout
 from harness.errors import UsageError
+from harness.fingerprint import SETTING_FLAGS
 
 if TYPE_CHECKING:
     from harness.experiment import Experiment
 
-FLAGS = {"backend": "--backend", "gpus": "--gpus", "cpus": "--cpus", "memory": "--memory",
-         "shm_size": "--shm-size", "network": "--network", "ipc": "--ipc", "timeout": "--timeout",
-         "rebuild": "--rebuild", "pids": "--pids"}
+# Field -> its flag: the settings a fingerprint names, and --rebuild.
+FLAGS = {**SETTING_FLAGS, "rebuild": "--rebuild"}
 
 
 class RunOverrides(BaseModel):
